@@ -1,0 +1,107 @@
+"""Fixtures for the integration tests: the local platform, a Kubernetes client, and a playbook runner.
+
+The tests drive real playbooks against the real API server of tests/platform and read the results
+back with the Kubernetes client, never through the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config, dynamic
+
+REPO = Path(__file__).resolve().parents[2]
+PLATFORM = REPO / "tests" / "platform" / "platform.py"
+RECAP = re.compile(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", re.MULTILINE)
+
+
+@dataclass
+class PlaybookRun:
+    """One ansible-playbook run: exit code, whole output, and the PLAY RECAP summed over hosts."""
+
+    rc: int
+    output: str
+    recap: dict[str, int]
+
+    @property
+    def changed(self) -> int:
+        return self.recap.get("changed", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.recap.get("failed", 0) + self.recap.get("unreachable", 0)
+
+    def __str__(self) -> str:  # shown by pytest when an assertion on the run fails
+        return f"rc={self.rc} recap={self.recap}\n{self.output[-6000:]}"
+
+
+def parse_recap(output: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for counters in RECAP.findall(output):
+        for key, value in (pair.split("=") for pair in counters.split()):
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def run_playbook(playbook: str | Path, *, extra_vars: dict | None = None, check: bool = False, diff: bool = False,
+                 verbosity: int = 0, tags: str | None = None, inventory: str | Path | None = None,
+                 env: dict | None = None) -> PlaybookRun:
+    """Run a playbook (a path, relative to the repository, or homelab.flyte.<name>) and capture all of it."""
+    args = ["ansible-playbook", str(playbook)]
+    if inventory:
+        args += ["-i", str(inventory)]
+    if extra_vars:
+        args += ["-e", json.dumps(extra_vars)]
+    if check:
+        args.append("--check")
+    if diff:
+        args.append("--diff")
+    if verbosity:
+        args.append("-" + "v" * verbosity)
+    if tags:
+        args += ["--tags", tags]
+    run_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
+    result = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    return PlaybookRun(result.returncode, output, parse_recap(output))
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The platform's kubeconfig; starts the platform when it is not running."""
+    status = subprocess.run([sys.executable, str(PLATFORM), "status"], capture_output=True)
+    if status.returncode != 0:
+        subprocess.run([sys.executable, str(PLATFORM), "up"], check=True)
+    exports = subprocess.run([sys.executable, str(PLATFORM), "env"], check=True, capture_output=True, text=True).stdout
+    for line in exports.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        os.environ[key] = os.path.expandvars(value)
+    return os.environ["KUBECONFIG"]
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def k8s(api: client.ApiClient) -> dynamic.DynamicClient:
+    return dynamic.DynamicClient(api)
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient):
+    """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
+    core = client.CoreV1Api(api)
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
