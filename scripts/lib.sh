@@ -15,5 +15,5 @@ say() { printf '\n== %s\n' "$*" >&2; }
 activate() {
   # shellcheck disable=SC1091
   source "$VENV/bin/activate"
-  eval "$("$REPO/tests/platform/platform.py" env)"
+  eval "$(python3 "$REPO/tests/platform/platform.py" env)"
 }

@@ -69,7 +69,7 @@ def run_playbook(playbook: str | Path, *, extra_vars: dict | None = None, check:
     if tags:
         args += ["--tags", tags]
     run_env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1", **(env or {})}
-    result = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=REPO, env=run_env, capture_output=True, text=True, check=False)
     output = result.stdout + result.stderr
     return PlaybookRun(result.returncode, output, parse_recap(output))
 
@@ -77,12 +77,12 @@ def run_playbook(playbook: str | Path, *, extra_vars: dict | None = None, check:
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     """The platform's kubeconfig; starts the platform when it is not running."""
-    status = subprocess.run([sys.executable, str(PLATFORM), "status"], capture_output=True)
+    status = subprocess.run([sys.executable, str(PLATFORM), "status"], capture_output=True, check=False)
     if status.returncode != 0:
         subprocess.run([sys.executable, str(PLATFORM), "up"], check=True)
     exports = subprocess.run([sys.executable, str(PLATFORM), "env"], check=True, capture_output=True, text=True).stdout
     for line in exports.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
+        key, value = line.removeprefix("export ").split("=", 1)
         os.environ[key] = os.path.expandvars(value)
     return os.environ["KUBECONFIG"]
 

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """The local test platform: a real Kubernetes control plane with kwok nodes, on one machine.
 
-    tests/platform/platform.py up       build what is missing, start, print how to use it
-    tests/platform/platform.py down     stop everything and remove the platform's state
-    tests/platform/platform.py status   exit 0 when the platform answers, 1 otherwise
-    tests/platform/platform.py env      print shell exports (KUBECONFIG, PATH) for a running platform
+    python3 tests/platform/platform.py up       build what is missing, start, print how to use it
+    python3 tests/platform/platform.py down     stop everything and remove the platform's state
+    python3 tests/platform/platform.py status   exit 0 when the platform answers, 1 otherwise
+    python3 tests/platform/platform.py env      print shell exports (KUBECONFIG, PATH) for a running platform
 
 Real: etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream
 modules (tests/platform/build), the upstream CRDs from ../shared/crds, RBAC, admission, the
@@ -59,7 +58,7 @@ def versions() -> dict[str, str]:
     for line in (HERE / "versions.env").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
+            key, value = line.split("=", 1)
             pins[key] = value
     return pins
 
@@ -277,7 +276,7 @@ def http_ok(url: str) -> bool:
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run([binary("kubectl"), f"--kubeconfig={STATE / 'kubeconfig'}", *args],
-                            input=stdin, capture_output=True, text=True)
+                            input=stdin, capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
     return result
@@ -391,7 +390,7 @@ def usage() -> str:
     return (
         f"The local platform is running (Kubernetes {versions()['KUBERNETES_VERSION']}, {NODE_COUNT} simulated kwok nodes).\n"
         f"  kubeconfig: {STATE / 'kubeconfig'}\n"
-        f"  use it:     eval \"$({Path(__file__).relative_to(Path.cwd()) if Path(__file__).is_relative_to(Path.cwd()) else __file__} env)\"\n"
+        "  use it:     eval \"$(scripts/platform env)\"   (KUBECONFIG, K8S_AUTH_KUBECONFIG and PATH)\n"
         f"  logs:       {STATE / 'logs'}\n"
         f"  stop it:    make platform-down"
     )

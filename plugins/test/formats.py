@@ -1,0 +1,24 @@
+# Copyright: homelab.flyte contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Jinja tests for the roles' preflight: dns_label, dns_subdomain, hostname, k8s_quantity, http_url."""
+
+from __future__ import annotations
+
+from ansible_collections.homelab.flyte.plugins.module_utils.validation import (
+    is_dns_label,
+    is_dns_subdomain,
+    is_hostname,
+    is_http_url,
+    is_k8s_quantity,
+)
+
+
+class TestModule:
+    def tests(self):
+        return {
+            "dns_label": is_dns_label,
+            "dns_subdomain": is_dns_subdomain,
+            "hostname": is_hostname,
+            "k8s_quantity": is_k8s_quantity,
+            "http_url": is_http_url,
+        }
