@@ -105,7 +105,8 @@ class FakeConnectServer:
 
     def stop(self) -> None:
         if self._httpd is not None:
-            pass
+            self._httpd.shutdown()
+            self._httpd.server_close()
         if self._thread is not None:
             self._thread.join()
         self._httpd = self._thread = None
