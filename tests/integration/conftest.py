@@ -23,7 +23,7 @@ PLATFORM = REPO / "tests" / "platform" / "platform.py"
 RECAP = re.compile(r"^\S+\s+:\s+((?:\w+=\d+\s*)+)$", re.MULTILINE)
 
 
-@dataclass
+@dataclass(repr=False)
 class PlaybookRun:
     """One ansible-playbook run: exit code, whole output, and the PLAY RECAP summed over hosts."""
 
@@ -39,7 +39,7 @@ class PlaybookRun:
     def failed(self) -> int:
         return self.recap.get("failed", 0) + self.recap.get("unreachable", 0)
 
-    def __str__(self) -> str:  # shown by pytest when an assertion on the run fails
+    def __repr__(self) -> str:  # shown by pytest when an assertion on the run fails
         return f"rc={self.rc} recap={self.recap}\n{self.output[-6000:]}"
 
 
