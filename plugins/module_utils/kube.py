@@ -1,0 +1,63 @@
+# Copyright: homelab.flyte contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes access for this collection's modules, on kubernetes.core's client and auth options.
+
+Modules add AUTH_ARG_SPEC to their argument spec and `kubernetes.core.k8s_auth_options` to their
+documentation, so kubeconfig, context, K8S_AUTH_* environment variables (as AWX injects them) and
+in-cluster credentials work exactly as in kubernetes.core's own modules.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+
+try:
+    from kubernetes.client import CoreV1Api
+    from kubernetes.stream import stream
+except ImportError:  # kubernetes.core's client reports the missing library itself
+    pass
+
+
+def auth_argument_spec() -> dict:
+    """A fresh copy of kubernetes.core's authentication options, to extend with a module's own."""
+    return copy.deepcopy(AUTH_ARG_SPEC)
+
+
+def api_client(module):
+    """The kubernetes ApiClient for the module's authentication options."""
+    return get_api_client(module).client.client
+
+
+def dynamic_client(module):
+    """The kubernetes DynamicClient for the module's authentication options."""
+    return get_api_client(module).client
+
+
+def exec_in_pod(api, namespace: str, pod: str, container: str, command: list[str],
+                timeout: float = 60) -> tuple[int, str, str]:
+    """Run a command in a container through the API server, as `kubectl exec` does.
+
+    Returns (exit code, stdout, stderr); the exit code comes from the API server's status channel.
+    No stdin: the Python client cannot half-close it, so input goes in the command's arguments.
+    """
+    response = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                      command=command, stdin=False, stdout=True, stderr=True, tty=False,
+                      _preload_content=False, _request_timeout=timeout)
+    out, err = [], []
+    while response.is_open():
+        response.update(timeout=1)
+        if response.peek_stdout():
+            out.append(response.read_stdout())
+        if response.peek_stderr():
+            err.append(response.read_stderr())
+    status = json.loads(response.read_channel(3) or "{}")
+    response.close()
+    if status.get("status") == "Success":
+        return 0, "".join(out), "".join(err)
+    causes = (status.get("details") or {}).get("causes") or []
+    exit_code = next((int(c["message"]) for c in causes if c.get("reason") == "ExitCode"), 1)
+    return exit_code, "".join(out), "".join(err) or status.get("message", "")
