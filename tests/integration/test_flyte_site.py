@@ -1,0 +1,156 @@
+"""All six roles in site order on the platform, in a namespace of the test's own: what the flyte role
+gives flyte-core (the test stand-in chart) and how the release behaves on reruns and failed upgrades."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+
+import pytest
+import yaml
+from kubernetes import client
+
+from conftest import REPO, run_playbook
+
+ROLES = "tests/integration/playbooks/roles.yml"
+SITE_ORDER = ["secrets", "storage", "database", "authentik", "flyte", "networking"]
+
+
+def site_vars(namespace: str, overrides: dict | None = None, **extra) -> dict:
+    # The FlyteWorkflow CRD is cluster-scoped and owned by one release: the molecule scenario and
+    # `make deploy` install it in flyte-system; releases in test namespaces must not compete for it.
+    overrides = {"flytepropeller": {"createCRDs": False}, **(overrides or {})}
+    return {
+        "test_roles": SITE_ORDER, "flyte_namespace": namespace,
+        "networking_hostname": "flyte.platform.test",
+        "networking_parent_refs": [{"name": "platform-gateway", "namespace": "gateway-system", "sectionName": "https"}],
+        "authentik_url": "https://authentik.platform.test", "authentik_namespace": f"{namespace}-authentik",
+        "flyte_chart_source": "local", "flyte_chart_path": str(REPO / "tests/charts/flyte-core"),
+        "flyte_release_name": "flyte", "flyte_helm_timeout": 180, "flyte_values_overrides": overrides, **extra,
+    }
+
+
+def helm(*args: str) -> str:
+    return subprocess.run(["helm", *args], check=True, capture_output=True, text=True).stdout
+
+
+def release(namespace: str) -> dict:
+    return json.loads(helm("status", "flyte", "-n", namespace, "-o", "json"))
+
+
+@pytest.fixture(scope="module")
+def site(api):
+    """One converged deployment shared by the tests of this module (a site converge takes a minute)."""
+    namespace = f"it-site-{uuid.uuid4().hex[:6]}"
+    run = run_playbook(ROLES, extra_vars=site_vars(namespace))
+    assert run.rc == 0, run
+    yield namespace, run
+    subprocess.run(["helm", "uninstall", "flyte", "-n", namespace, "--wait"], check=False, capture_output=True)
+    core = client.CoreV1Api(api)
+    for name in (namespace, f"{namespace}-authentik"):
+        core.delete_namespace(name)
+
+
+def config(api, namespace: str, name: str) -> dict[str, object]:
+    data = client.CoreV1Api(api).read_namespaced_config_map(name, namespace).data
+    return {key: yaml.safe_load(value) for key, value in data.items() if key.endswith(".yaml")}
+
+
+def secret(api, namespace: str, name: str) -> dict[str, str]:
+    data = client.CoreV1Api(api).read_namespaced_secret(name, namespace).data or {}
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def test_flyteadmin_config_points_at_the_other_roles(api, site):
+    namespace, _ = site
+    admin = config(api, namespace, "flyte-admin-base-config")
+    assert admin["db.yaml"]["database"] == {
+        "host": f"flyte-postgres-rw.{namespace}.svc.cluster.local", "port": 5432, "username": "flyte",
+        "dbname": "flyteadmin", "passwordPath": "/etc/db/password"}
+    auth = admin["server.yaml"]["auth"]
+    issuer = "https://authentik.platform.test/application/o/flyte/"
+    assert admin["server.yaml"]["server"]["security"]["useAuth"] is True
+    assert auth["appAuth"]["authServerType"] == "External"
+    assert auth["appAuth"]["externalAuthServer"] == {
+        "baseUrl": issuer, "metadataUrl": ".well-known/openid-configuration", "allowedAudience": ["flyte", "flytectl"]}
+    assert auth["appAuth"]["thirdPartyConfig"]["flyteClient"]["clientId"] == "flytectl"
+    assert auth["userAuth"]["openId"]["baseUrl"] == issuer and auth["userAuth"]["openId"]["clientId"] == "flyte"
+    # The chart's defaults name the namespace "flyte"; every in-cluster URI must name the real one.
+    assert auth["authorizedUris"] == ["https://flyte.platform.test", "http://flyteadmin:80",
+                                      f"http://flyteadmin.{namespace}.svc.cluster.local:80"]
+    storage = admin["storage.yaml"]["storage"]
+    assert storage["container"] == "flyte-data"
+    assert storage["connection"]["endpoint"] == f"http://flyte-s3.{namespace}.svc.cluster.local:7070"
+    assert storage["connection"]["auth-type"] == "iam"
+    assert "secret-key" not in json.dumps(storage) or not storage["connection"].get("secret-key")
+
+    catalog = config(api, namespace, "datacatalog-config")
+    assert catalog["db.yaml"]["database"]["dbname"] == "datacatalog"
+    propeller = config(api, namespace, "flyte-propeller-config")
+    lock = propeller["core.yaml"]["propeller"]["leader-election"]["lock-config-map"]
+    assert lock["namespace"] == namespace
+    assert propeller["admin.yaml"]["admin"]["clientId"] == "flyte"
+
+
+def test_secrets_reach_the_pods_from_secrets_not_values(api, site):
+    namespace, _ = site
+    item = secret(api, namespace, "flyte-secrets")
+    assert secret(api, namespace, "flyte-admin-secrets")["oidc_client_secret"] == item["oidc-client-secret"]
+    assert secret(api, namespace, "flyte-secret-auth") == {"client_secret": item["oidc-client-secret"]}
+    values = helm("get", "values", "flyte", "-n", namespace, "-o", "json")
+    s3 = secret(api, namespace, "flyte-s3-credentials")
+    for value in [item["password"], item["oidc-client-secret"], *s3.values()]:
+        assert value not in values
+    admin = client.AppsV1Api(api).read_namespaced_deployment("flyteadmin", namespace).spec.template.spec
+    env = {e.name: e.value_from.secret_key_ref for e in admin.containers[0].env or [] if e.value_from}
+    assert (env["AWS_SECRET_ACCESS_KEY"].name, env["AWS_SECRET_ACCESS_KEY"].key) == ("flyte-s3-credentials", "AWS_SECRET_ACCESS_KEY")
+    mounts = {v.name: v.secret.secret_name for v in admin.volumes if v.secret}
+    assert "flyte-db-credentials" in mounts.values() and "flyte-admin-secrets" in mounts.values()
+
+
+def test_every_component_is_deployed_with_its_label(api, site):
+    namespace, _ = site
+    apps = client.AppsV1Api(api)
+    for name in ["flyteadmin", "flytepropeller", "datacatalog", "flyteconsole", "flytescheduler"]:
+        deployments = apps.list_namespaced_deployment(namespace, label_selector=f"app.kubernetes.io/name={name}").items
+        assert [d.status.available_replicas for d in deployments] == [1], name
+
+
+def test_rerun_changes_nothing_and_leaves_the_release_alone(site):
+    namespace, _ = site
+    revision = release(namespace)["version"]
+    rerun = run_playbook(ROLES, extra_vars=site_vars(namespace))
+    assert rerun.rc == 0 and rerun.changed == 0, rerun
+    check = run_playbook(ROLES, extra_vars=site_vars(namespace), check=True, diff=True)
+    assert check.rc == 0 and check.changed == 0, check
+    assert release(namespace)["version"] == revision
+
+
+def test_changed_values_upgrade_and_a_failed_upgrade_rolls_back(api, site):
+    namespace, _ = site
+    before = release(namespace)["version"]
+    upgraded = run_playbook(ROLES, extra_vars=site_vars(
+        namespace, overrides={"flyteadmin": {"podAnnotations": {"homelab.flyte/test": "upgrade"}}}))
+    assert upgraded.rc == 0 and upgraded.changed == 1, upgraded
+    assert release(namespace)["version"] == before + 1
+
+    # Pods that can never be scheduled: helm --wait times out, and --atomic rolls the release back.
+    failing = run_playbook(ROLES, extra_vars=site_vars(
+        namespace, flyte_helm_timeout=20,
+        overrides={"flyteadmin": {"podAnnotations": {"homelab.flyte/test": "upgrade"},
+                                  "nodeSelector": {"homelab.flyte/no-such-node": "true"}}}))
+    assert failing.rc != 0, failing
+    status = release(namespace)
+    assert status["info"]["status"] == "deployed" and status["version"] == before + 3, status
+    admin = client.AppsV1Api(api).read_namespaced_deployment("flyteadmin", namespace)
+    assert not admin.spec.template.spec.node_selector
+    assert admin.spec.template.metadata.annotations.get("homelab.flyte/test") == "upgrade"
+
+
+def test_overrides_with_a_key_flyte_core_does_not_have_are_rejected(site):
+    namespace, _ = site
+    run = run_playbook(ROLES, extra_vars=site_vars(namespace, overrides={"db": {"admin": {"database": {"hots": "x"}}}}))
+    assert run.rc != 0, run
+    assert "additional properties 'hots' not allowed" in run.output or "hots" in run.output, run
