@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: onepassword_item_info
 short_description: Read the fields of a 1Password item from a 1Password Connect server
 version_added: 0.1.0
-author: homelab.flyte contributors
+author: homelab.flyte contributors (!UNKNOWN)
 description:
   - Reads the item O(item) of the vault O(vault) through a 1Password Connect server with the official
     C(onepasswordconnectsdk) and returns its fields by label.

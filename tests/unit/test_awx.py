@@ -1,0 +1,778 @@
+"""AWX / Automation Controller support: the execution environment, the surveys, the credential types,
+playbooks/awx_configure.yml, and the playbooks' syntax.
+
+No AWX server and no container runtime exist here. What is tested:
+
+- `ansible-builder create` writes a build context that holds every dependency, and ansible-builder's
+  own introspection script, run on the collection installed from the tarball, finds them too;
+- every survey spec against a JSON schema written from AWX's survey validation (cited rule by rule
+  below), the credential types against the JSON schemas AWX validates them with;
+- playbooks/awx_configure.yml run for real against a stand-in awx.awx collection whose modules only
+  record their arguments: this shows what the playbook asks AWX to create, not what AWX does;
+- the job templates' extra variables turning survey answers into typed variables, with the extra
+  variables written the way AWX writes them (survey answers marked !unsafe);
+- ansible-playbook --syntax-check of every playbook;
+- on the local platform when it is running: kubernetes.core modules, its k8s lookup and
+  kubernetes.core.helm with nothing but the K8S_AUTH_* variables AWX's Kubernetes credential injects.
+
+Not tested: building or running the image, AWX's API, its job launch and survey UI.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from packaging.requirements import Requirement
+
+REPO = Path(__file__).resolve().parents[2]
+AWX_DIR = REPO / "playbooks" / "awx"
+GALAXY = yaml.safe_load((REPO / "galaxy.yml").read_text(encoding="utf-8"))
+SURVEYS = sorted((AWX_DIR / "surveys").glob("*.json"))
+CREDENTIAL_TYPES = sorted((AWX_DIR / "credential_types").glob("*.yml"))
+
+
+class UnsafeLoader(yaml.SafeLoader):
+    """YAML with Ansible's !unsafe tag, read as a plain string."""
+
+
+UnsafeLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+AWX_VARS = yaml.load((AWX_DIR / "vars.yml").read_text(encoding="utf-8"), Loader=UnsafeLoader)  # noqa: S506 - a SafeLoader
+
+
+def argument_spec(role: str) -> dict:
+    specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text(encoding="utf-8"))
+    return specs["argument_specs"]["main"]["options"]
+
+
+def requirement_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANSIBLE_", "K8S_AUTH_", "OP_CONNECT_", "CONTROLLER_", "TOWER_"))}
+    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **extra)
+    return env
+
+
+# --------------------------------------------------------------------------------------------------
+# The execution environment
+
+def export_repo(destination: Path) -> Path:
+    """What git would commit (tracked and untracked files, ignored ones left out), copied to destination."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file() or source.is_symlink():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name, follow_symlinks=False)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def ee_context(tmp_path_factory) -> Path:
+    """The build context of execution-environment.yml, made as docs/awx.md says: tarball in dist/, then create."""
+    source = export_repo(tmp_path_factory.mktemp("source"))
+    subprocess.run(["ansible-galaxy", "collection", "build", "--output-path", "dist"], cwd=source, check=True,
+                   capture_output=True, env=clean_env())
+    context = tmp_path_factory.mktemp("context")
+    result = subprocess.run(["ansible-builder", "create", "-f", "execution-environment.yml", "-c", str(context),
+                             "--output-filename", "Containerfile"], cwd=source, capture_output=True, text=True,
+                            check=False, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No matches" not in result.stdout + result.stderr, "additional_build_files found no collection tarball"
+    return context
+
+
+@pytest.fixture(scope="module")
+def containerfile(ee_context) -> str:
+    return (ee_context / "Containerfile").read_text(encoding="utf-8")
+
+
+def stage(containerfile: str, name: str) -> str:
+    """The instructions of one build stage of the Containerfile."""
+    parts = re.split(r"^FROM ", containerfile, flags=re.MULTILINE)
+    matches = [p for p in parts if re.match(rf"\S+ AS {name}\b", p)]
+    assert len(matches) == 1, f"no single stage {name}"
+    return matches[0]
+
+
+def test_context_holds_every_python_requirement(ee_context):
+    built = requirement_lines(ee_context / "_build" / "requirements.txt")
+    wanted = requirement_lines(REPO / "meta" / "ee-requirements.txt")
+    assert wanted and built == wanted
+    for name in ("kubernetes", "psycopg", "onepasswordconnectsdk"):
+        assert any(Requirement(line).name == name for line in built), name
+
+
+def test_ee_pins_are_those_of_requirements_txt(containerfile):
+    pins = {Requirement(line).name: str(Requirement(line)) for line in requirement_lines(REPO / "requirements.txt")}
+    for line in requirement_lines(REPO / "meta" / "ee-requirements.txt"):
+        requirement = Requirement(line)
+        if requirement.name in pins:
+            assert str(requirement) == pins[requirement.name]
+    assert pins["ansible-core"] in containerfile, "the EE's ansible-core differs from requirements.txt's"
+
+
+def test_context_holds_every_system_package(ee_context):
+    built = requirement_lines(ee_context / "_build" / "bindep.txt")
+    assert built == requirement_lines(REPO / "meta" / "ee-bindep.txt")
+    assert {line.split()[0] for line in built} >= {"ca-certificates", "tar", "gzip"}
+
+
+def test_context_holds_the_galaxy_requirements_of_galaxy_yml(ee_context):
+    collections = yaml.safe_load((ee_context / "_build" / "requirements.yml").read_text(encoding="utf-8"))["collections"]
+    assert {c["name"]: c["version"] for c in collections} == GALAXY["dependencies"]
+
+
+def test_context_holds_the_collection_and_installs_it_in_the_galaxy_stage(ee_context, containerfile):
+    tarballs = list((ee_context / "_build" / "homelab-flyte").glob("*.tar.gz"))
+    assert [t.name for t in tarballs] == [f"homelab-flyte-{GALAXY['version']}.tar.gz"]
+    galaxy = stage(containerfile, "galaxy")
+    assert "COPY _build /build" in galaxy
+    install = [line for line in galaxy.splitlines() if "/build/homelab-flyte/homelab-flyte-*.tar.gz" in line]
+    assert install and "ansible-galaxy collection install --offline" in install[0]
+    # After the Galaxy requirements, so that --offline finds kubernetes.core and community.general.
+    assert galaxy.index("-r requirements.yml --collections-path") < galaxy.index(install[0])
+
+
+def test_containerfile_installs_a_pinned_verified_helm_in_the_final_image(containerfile):
+    final = stage(containerfile, "final")
+    steps = [line for line in final.splitlines() if "helm" in line and line.startswith("RUN ")]
+    assert len(steps) == 1
+    step = steps[0]
+    versions = dict(line.split("=", 1) for line in (REPO / "tests/platform/versions.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+    # The helm the local platform's tests run is the helm the EE ships.
+    assert f"helm_version={versions['HELM_VERSION']};" in step
+    sums = dict(re.findall(r"helm_arch=(amd64|arm64); helm_sha256=([0-9a-f]{64});", step))
+    assert set(sums) == {"amd64", "arm64"}
+    assert re.search(r'echo "\$helm_sha256  /tmp/helm.tar.gz" \| sha256sum -c -;', step)
+    assert step.index("sha256sum -c") < step.index("tar -xzf") < step.index("install -m 0755")
+    assert "/usr/local/bin/helm" in step and step.rstrip().endswith("helm version --short")
+    assert "ARG HELM_MIRROR=https://get.helm.sh" in final
+    # Installed as root, before the image switches to its unprivileged user.
+    assert final.index(step) < final.index("USER 1000")
+
+
+def test_builder_introspection_finds_the_collections_dependencies(ee_context, tmp_path):
+    """Run ansible-builder's own introspect.py, as the builder stage does, on the collection installed from the tarball."""
+    tarball = next((ee_context / "_build" / "homelab-flyte").glob("*.tar.gz"))
+    subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(tmp_path), str(tarball)],
+                   check=True, capture_output=True, env=clean_env(ANSIBLE_COLLECTIONS_PATH=str(tmp_path)))
+    pip, bindep = tmp_path / "pip.txt", tmp_path / "bindep.txt"
+    subprocess.run([sys.executable, str(ee_context / "_build" / "scripts" / "introspect.py"), "introspect",
+                    f"--write-pip={pip}", f"--write-bindep={bindep}", str(tmp_path)], check=True, capture_output=True)
+    found_pip = [line.split("  #")[0] for line in pip.read_text().splitlines() if line.endswith("# from collection homelab.flyte")]
+    found_sys = [line.split("  #")[0] for line in bindep.read_text().splitlines() if line.endswith("# from collection homelab.flyte")]
+    assert found_pip == requirement_lines(REPO / "meta" / "ee-requirements.txt")
+    assert found_sys == requirement_lines(REPO / "meta" / "ee-bindep.txt")
+
+
+# --------------------------------------------------------------------------------------------------
+# Surveys. AWX publishes no JSON schema for survey specs; this one is written from its validation
+# code, ansible/awx at e21dd0a (2024-10-23). Sources, as cited in the comments:
+#   [views]  awx/api/views/__init__.py, JobTemplateSurveySpec._validate_spec_data (what the API accepts)
+#   [types]  awx/main/constants.py, SURVEY_TYPE_MAPPING = {'text': str, 'textarea': str, 'password': str,
+#            'multiplechoice': str, 'multiselect': str, 'integer': int, 'float': (float, int)}
+#   [mixins] awx/main/models/mixins.py, SurveyJobTemplateMixin._survey_element_validation and
+#            _update_unified_job_kwargs (how answers and defaults are checked and applied at launch)
+#   [ours]   stricter rules of this project, not AWX's
+
+STRING_TYPES = ["text", "textarea", "password", "multiplechoice", "multiselect"]
+SURVEY_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    # [views] "Field '{}' is missing from survey spec." for name, description and spec; name and
+    # description must be strings, spec a list ("Expected {} for field '{}'").
+    "required": ["name", "description", "spec"],
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        # [views] "'spec' doesn't contain any items."
+        "spec": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/question"}},
+    },
+    "$defs": {
+        "question": {
+            # [views] "Survey question %s is not a json object."
+            "type": "object",
+            # [views] "'{field_name}' missing from survey question {idx}" for these four.
+            "required": ["type", "question_name", "variable", "required"],
+            "properties": {
+                # [views] + [types] "... is not one of '...' allowed question types."
+                "type": {"enum": STRING_TYPES + ["integer", "float"]},
+                # [views] question_name and variable must be strings; [ours] not empty.
+                "question_name": {"type": "string", "minLength": 1},
+                "question_description": {"type": "string"},
+                # [ours] an Ansible variable name, since AWX passes the answer as an extra variable.
+                "variable": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                # [views] "'required' in survey question {idx} expected to be boolean."
+                "required": {"type": "boolean"},
+                # [views] "The {min_or_max} limit in survey question {idx} expected to be integer." (None allowed)
+                "min": {"type": ["integer", "null"]},
+                "max": {"type": ["integer", "null"]},
+                # [views] choices: a newline-separated string or a list; [mixins] compared with `in`.
+                "choices": {"oneOf": [{"type": "string", "minLength": 1},
+                                      {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+            },
+            "allOf": [
+                # [views] + [types] a default other than '' must have the question type's Python type.
+                {"if": {"properties": {"type": {"enum": STRING_TYPES}}},
+                 "then": {"properties": {"default": {"type": "string"}}}},
+                {"if": {"properties": {"type": {"const": "integer"}}},
+                 "then": {"properties": {"default": {"anyOf": [{"type": "integer"}, {"const": ""}]}}}},
+                {"if": {"properties": {"type": {"const": "float"}}},
+                 "then": {"properties": {"default": {"anyOf": [{"type": "number"}, {"const": ""}]}}}},
+                # [views] "Survey question {idx} of type {type} must specify choices."
+                {"if": {"properties": {"type": {"enum": ["multiplechoice", "multiselect"]}}},
+                 "then": {"required": ["choices"]}},
+                # [views] "Multiple Choice (Single Select) can only have one default value." (one line)
+                {"if": {"properties": {"type": {"const": "multiplechoice"}}},
+                 "then": {"properties": {"default": {"not": {"pattern": "\\S\\s*\\n\\s*\\S"}}}}},
+                # [views] "$encrypted$ is a reserved keyword for password question defaults"
+                {"if": {"not": {"properties": {"type": {"const": "password"}}}},
+                 "then": {"properties": {"default": {"not": {"type": "string", "pattern": "^\\$encrypted\\$"}}}}},
+                # [ours] a password question's default would be stored in the spec file: none.
+                {"if": {"properties": {"type": {"const": "password"}}},
+                 "then": {"not": {"required": ["default"]}}},
+            ],
+        },
+    },
+}
+jsonschema.Draft202012Validator.check_schema(SURVEY_SCHEMA)
+
+
+def choice_list(choices) -> list[str]:
+    # [mixins] string choices are split into lines, blank ones dropped.
+    return [c for c in choices.splitlines() if c.strip()] if isinstance(choices, str) else list(choices)
+
+
+def default_errors(question: dict) -> list[str]:
+    """[mixins] _survey_element_validation applied to the default, as _update_unified_job_kwargs does."""
+    value, kind = question["default"], question["type"]
+    low, high = question.get("min"), question.get("max")
+    if kind in ("text", "textarea", "password"):
+        if low not in ("", None) and len(value) < int(low):
+            return ["default shorter than min"]
+        if high not in ("", None) and len(value) > int(high):
+            return ["default longer than max"]
+    if kind in ("integer", "float") and value != "":
+        if low not in ("", None) and value < low:
+            return ["default below min"]
+        if high not in ("", None) and value > high:
+            return ["default above max"]
+    return []
+
+
+def survey_problems(spec) -> list[str]:
+    """Everything AWX (and this project) would reject in a survey spec."""
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                for e in jsonschema.Draft202012Validator(SURVEY_SCHEMA).iter_errors(spec)]
+    if problems:
+        return problems
+    seen = set()
+    for idx, question in enumerate(spec["spec"]):
+        where = f"question {idx} ({question['variable']})"
+        # [views] "'variable' '%(item)s' duplicated in survey question %(survey)s."
+        if question["variable"] in seen:
+            problems.append(f"{where}: variable duplicated")
+        seen.add(question["variable"])
+        if "default" not in question:
+            continue
+        default = question["default"]
+        # [views] "Default choice must be answered from the choices listed."
+        if question["type"] in ("multiplechoice", "multiselect"):
+            defaults = choice_list(default) if isinstance(default, str) else default
+            if any(d not in choice_list(question["choices"]) for d in defaults):
+                problems.append(f"{where}: default not among the choices")
+        # [mixins] a default that fails the question's own validation is silently not applied at launch.
+        problems += [f"{where}: {p}" for p in default_errors(question)]
+        # [ours, from mixins] _update_unified_job_kwargs applies every default that is not None, so an
+        # optional question defaulting to '' would send '' as an extra variable and hide the inventory's value.
+        if default == "" and not question["required"]:
+            problems.append(f"{where}: an optional question must not default to ''")
+    return problems
+
+
+def load_survey(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_surveys():
+    assert {p.name for p in SURVEYS} >= {"deploy.json", "seed.json", "teardown.json"}
+
+
+@pytest.mark.parametrize("path", SURVEYS, ids=lambda p: p.name)
+def test_survey_is_valid(path):
+    assert survey_problems(load_survey(path)) == []
+
+
+GOOD_QUESTION = {"question_name": "Q", "variable": "x", "required": True, "type": "text"}
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        ({"name": "s", "spec": [GOOD_QUESTION]}, "'description' is a required property"),
+        ({"name": "s", "description": "", "spec": []}, "should be non-empty"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "type": "list"}]}, "is not one of"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "required": "true"}]}, "is not of type 'boolean'"),
+        ({"name": "s", "description": "", "spec": [{k: v for k, v in GOOD_QUESTION.items() if k != "variable"}]},
+         "'variable' is a required property"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "type": "integer", "default": "3"}]}, "is not valid"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "min": "1"}]}, "is not of type 'integer', 'null'"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "type": "multiplechoice"}]}, "'choices' is a required property"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "type": "multiplechoice", "choices": ["a", "b"], "default": "a\nb"}]},
+         "should not be valid"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "default": "$encrypted$abc"}]}, "should not be valid"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "variable": "flyte-version"}]}, "does not match"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "type": "multiplechoice", "choices": ["a"], "default": "b"}]},
+         "default not among the choices"),
+        ({"name": "s", "description": "", "spec": [GOOD_QUESTION, GOOD_QUESTION]}, "variable duplicated"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "default": "ab", "min": 3}]}, "default shorter than min"),
+        ({"name": "s", "description": "", "spec": [{**GOOD_QUESTION, "required": False, "default": ""}]},
+         "must not default to ''"),
+    ],
+)
+def test_the_survey_rules_reject_what_awx_rejects(broken, expected):
+    problems = survey_problems(broken)
+    assert any(expected in p for p in problems), problems
+
+
+def test_deploy_survey_matches_the_roles():
+    questions = {q["variable"]: q for q in load_survey(AWX_DIR / "surveys" / "deploy.json")["spec"]}
+    assert "networking_hostname" in argument_spec("networking")
+    # The default offered is the flyte role's own default, so an unchanged answer changes nothing.
+    assert questions["flyte_chart_version"]["default"] == argument_spec("flyte")["flyte_chart_version"]["default"]
+    # Tags and limit are AWX launch prompts, not survey variables.
+    assert not {"job_tags", "tags", "limit"} & set(questions)
+
+
+def test_seed_survey_default_is_the_flyte_roles_initial_project():
+    question = load_survey(AWX_DIR / "surveys" / "seed.json")["spec"][0]
+    assert question["default"].split() == argument_spec("flyte")["flyte_initial_projects"]["default"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Credential types, against the JSON schemas AWX validates them with: awx/main/fields.py,
+# CredentialTypeInputField.schema and CredentialTypeInjectorField.schema (ansible/awx at e21dd0a).
+
+CREDENTIAL_INPUTS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "required": {"type": "array", "items": {"type": "string"}},
+        "fields": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["id", "label"],
+            "properties": {
+                "type": {"enum": ["string", "boolean"]},
+                "format": {"enum": ["ssh_private_key", "url"]},
+                "choices": {"type": "array", "minItems": 1, "items": {"type": "string"}, "uniqueItems": True},
+                "id": {"type": "string", "pattern": "^[a-zA-Z_]+[a-zA-Z0-9_]*$"},
+                "label": {"type": "string"}, "help_text": {"type": "string"}, "multiline": {"type": "boolean"},
+                "secret": {"type": "boolean"}, "ask_at_runtime": {"type": "boolean"}, "default": {},
+            }}},
+    },
+}
+CREDENTIAL_INJECTORS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "file": {"type": "object", "additionalProperties": False,
+                 "patternProperties": {r"^template(\.[a-zA-Z_]+[a-zA-Z0-9_]*)?$": {"type": "string"}}},
+        "env": {"type": "object", "additionalProperties": False,
+                "patternProperties": {"^[a-zA-Z_]+[a-zA-Z0-9_]*$": {"type": "string", "pattern": "^[\x00-\x7F]*$"}}},
+        "extra_vars": {"type": "object", "additionalProperties": False,
+                       "patternProperties": {r"^[a-zA-Z_\{\}]+[a-zA-Z0-9_\{\}]*$": {
+                           "anyOf": [{"type": "string"}, {"type": "array"}, {"$ref": "#/properties/extra_vars"}]}}},
+    },
+}
+# awx/main/constants.py ENV_BLOCKLIST, and CredentialTypeInjectorField.validate_env_var_allowed (no ANSIBLE_*).
+ENV_BLOCKLIST = {"VIRTUAL_ENV", "PATH", "PYTHONPATH", "JOB_ID", "INVENTORY_ID", "INVENTORY_SOURCE_ID", "INVENTORY_UPDATE_ID",
+                 "AD_HOC_COMMAND_ID", "REST_API_URL", "REST_API_TOKEN", "MAX_EVENT_RES", "CALLBACK_QUEUE", "CALLBACK_CONNECTION",
+                 "CACHE", "JOB_CALLBACK_DEBUG", "INVENTORY_HOSTVARS", "AWX_HOST", "PROJECT_REVISION", "SUPERVISOR_CONFIG_PATH"}
+
+
+def load_credential_type(path: Path) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_credential_types():
+    assert {p.name for p in CREDENTIAL_TYPES} == set(AWX_VARS["homelab_flyte_awx_credential_types"])
+
+
+@pytest.mark.parametrize("path", CREDENTIAL_TYPES, ids=lambda p: p.name)
+def test_credential_type_is_valid_for_awx(path):
+    definition = load_credential_type(path)
+    # awx.awx.credential_type's kind choices; AWX allows only cloud and net for custom types.
+    assert definition["kind"] in ("cloud", "net")
+    assert definition["name"] and definition["description"]
+    jsonschema.validate(definition["inputs"], CREDENTIAL_INPUTS_SCHEMA)
+    jsonschema.validate(definition["injectors"], CREDENTIAL_INJECTORS_SCHEMA)
+    ids = [f["id"] for f in definition["inputs"]["fields"]]
+    assert len(ids) == len(set(ids)) and "tower" not in ids  # CredentialTypeInputField.validate
+    assert set(definition["inputs"]["required"]) <= set(ids)
+    for name in definition["injectors"].get("env", {}):
+        assert not name.startswith("ANSIBLE_") and name not in ENV_BLOCKLIST
+    # CredentialTypeInjectorField.validate renders each template in a sandbox with StrictUndefined
+    # against the fields: a template naming an undefined field is refused.
+    sandbox = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    for kind in ("env", "extra_vars", "file"):
+        for key, template in definition["injectors"].get(kind, {}).items():
+            try:
+                sandbox.from_string(template).render({i: "EXAMPLE" for i in ids})
+            except UndefinedError as error:
+                pytest.fail(f"{path.name}: {kind}.{key} uses an undefined field ({error})")
+    # Secrets are marked so, and so stored encrypted and shown as $encrypted$.
+    assert all(f.get("secret") for f in definition["inputs"]["fields"] if re.search("token|password", f["id"]))
+
+
+def test_onepassword_connect_type_injects_what_the_secrets_role_reads():
+    definition = load_credential_type(AWX_DIR / "credential_types" / "onepassword_connect.yml")
+    defaults = yaml.safe_load((REPO / "roles/secrets/defaults/main.yml").read_text(encoding="utf-8"))
+    for variable, env in (("secrets_connect_host", "OP_CONNECT_HOST"), ("secrets_connect_token", "OP_CONNECT_TOKEN")):
+        assert f"lookup('ansible.builtin.env', '{env}')" in defaults[variable]
+        assert env in definition["injectors"]["env"]
+    assert "name: 1Password Connect\n" in (AWX_DIR / "credential_types" / "onepassword_connect.yml").read_text()
+    assert f"credential_type: {definition['name']}\n" in (REPO / "playbooks" / "awx_configure.yml").read_text()
+
+
+def test_authentik_type_injects_the_roles_token_variable():
+    definition = load_credential_type(AWX_DIR / "credential_types" / "authentik_api_token.yml")
+    option = argument_spec("authentik")["authentik_api_token"]
+    assert option.get("no_log") and list(definition["injectors"]["extra_vars"]) == ["authentik_api_token"]
+
+
+# --------------------------------------------------------------------------------------------------
+# playbooks/awx_configure.yml against a stand-in awx.awx collection
+
+RECORDING_MODULE = '''#!/usr/bin/python
+# Test stand-in for an awx.awx module: records its arguments, talks to no AWX.
+from __future__ import annotations
+import json
+import os
+from ansible.module_utils.basic import AnsibleModule, _load_params
+
+
+def main():
+    params = {k: v for k, v in _load_params().items() if not k.startswith("_ansible")}
+    module = AnsibleModule(argument_spec={k: {"type": "raw"} for k in params}, supports_check_mode=True)
+    with open(os.environ["AWX_RECORD"], "a", encoding="utf-8") as record:
+        record.write(json.dumps({"module": "%s", "params": params}) + "\\n")
+    module.exit_json(changed=False)
+
+
+main()
+'''
+AWX_MODULES = ["organization", "credential_type", "credential", "execution_environment", "project", "inventory",
+               "inventory_source", "inventory_source_update", "job_template"]
+SCM_URL, EE_IMAGE = "https://git.example.com/homelab/flyte.git", "registry.example.com/homelab/flyte-ee:0.1.0"
+K8S_TOKEN, OP_TOKEN = "k8s-token-" + uuid.uuid4().hex, "op-token-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def fake_awx(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fake_awx")
+    modules = root / "ansible_collections" / "awx" / "awx" / "plugins" / "modules"
+    modules.mkdir(parents=True)
+    for name in AWX_MODULES:
+        (modules / f"{name}.py").write_text(RECORDING_MODULE % name, encoding="utf-8")
+    return root
+
+
+def configure(fake_awx: Path, tmp_path: Path, *extra_args: str, **env: str):
+    record = tmp_path / "record.jsonl"
+    record.touch()
+    result = subprocess.run(
+        ["ansible-playbook", "playbooks/awx_configure.yml", "-i", "localhost,", "-vvv",
+         "-e", json.dumps({"homelab_flyte_awx_scm_url": SCM_URL, "homelab_flyte_awx_ee_image": EE_IMAGE,
+                           "ansible_python_interpreter": sys.executable}), *extra_args],
+        cwd=REPO, capture_output=True, text=True, check=False,
+        env=clean_env(ANSIBLE_COLLECTIONS_PATH=str(fake_awx), AWX_RECORD=str(record), **env))
+    calls = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+    return result, calls
+
+
+def calls_of(calls, module):
+    return [c["params"] for c in calls if c["module"] == module]
+
+
+@pytest.fixture(scope="module")
+def configured(fake_awx, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("configure")
+    ca_cert = tmp_path / "ca.crt"
+    ca_cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", encoding="utf-8")
+    result, calls = configure(fake_awx, tmp_path, CONTROLLER_HOST="https://awx.example.com",
+                              K8S_AUTH_HOST="https://k8s.example.com:6443", K8S_AUTH_API_KEY=K8S_TOKEN,
+                              K8S_AUTH_SSL_CA_CERT=str(ca_cert), OP_CONNECT_HOST="http://op-connect:8080",
+                              OP_CONNECT_TOKEN=OP_TOKEN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, calls, ca_cert.read_text(encoding="utf-8")
+
+
+def test_configure_registers_the_credential_types_unrendered(configured):
+    calls = configured[1]
+    types = {c["name"]: c for c in calls_of(calls, "credential_type")}
+    assert set(types) == {load_credential_type(p)["name"] for p in CREDENTIAL_TYPES}
+    op = types["1Password Connect"]
+    assert op["kind"] == "cloud"
+    assert op["injectors"] == {"env": {"OP_CONNECT_HOST": "{{ host }}", "OP_CONNECT_TOKEN": "{{ token }}"}}
+
+
+def test_configure_creates_credentials_from_its_environment(configured):
+    calls, ca_pem = configured[1], configured[2]
+    credentials = {c["credential_type"]: c for c in calls_of(calls, "credential")}
+    k8s = credentials["OpenShift or Kubernetes API Bearer Token"]
+    assert k8s["name"] == AWX_VARS["homelab_flyte_awx_kubernetes_credential"]
+    assert k8s["inputs"] == {"host": "https://k8s.example.com:6443", "bearer_token": K8S_TOKEN, "verify_ssl": True,
+                             "ssl_ca_cert": ca_pem.rstrip("\n")}
+    assert credentials["1Password Connect"]["inputs"] == {"host": "http://op-connect:8080", "token": OP_TOKEN}
+    assert all(c["update_secrets"] is False for c in credentials.values())
+
+
+def test_configure_keeps_the_tokens_out_of_its_output(configured):
+    result = configured[0]
+    assert K8S_TOKEN not in result.stdout + result.stderr
+    assert OP_TOKEN not in result.stdout + result.stderr
+
+
+def test_configure_registers_ee_project_and_inventory(configured):
+    calls = configured[1]
+    [ee] = calls_of(calls, "execution_environment")
+    assert ee["image"] == EE_IMAGE and "credential" not in ee
+    [project] = calls_of(calls, "project")
+    assert project["scm_url"] == SCM_URL and project["scm_type"] == "git"
+    assert project["default_environment"] == ee["name"] and "credential" not in project
+    [source] = calls_of(calls, "inventory_source")
+    assert source["source"] == "scm" and source["source_project"] == project["name"]
+    assert (REPO / source["source_path"]).is_file()
+    assert calls_of(calls, "inventory_source_update")
+
+
+def test_configure_registers_the_job_templates_with_their_surveys(configured):
+    calls = configured[1]
+    templates = {c["playbook"]: c for c in calls_of(calls, "job_template")}
+    assert set(templates) == {"playbooks/site.yml", "playbooks/health.yml", "playbooks/seed.yml", "playbooks/teardown.yml"}
+    for playbook, template in templates.items():
+        assert template["credentials"] == [AWX_VARS["homelab_flyte_awx_kubernetes_credential"],
+                                           AWX_VARS["homelab_flyte_awx_onepassword_credential"]]
+        assert template["allow_simultaneous"] is False
+        if template["survey_enabled"]:
+            assert survey_problems(template["survey_spec"]) == [], playbook
+        else:
+            assert "survey_spec" not in template
+    deploy = templates["playbooks/site.yml"]
+    assert deploy["survey_spec"] == load_survey(AWX_DIR / "surveys" / "deploy.json")
+    assert all(deploy[k] for k in ("ask_tags_on_launch", "ask_skip_tags_on_launch", "ask_limit_on_launch", "ask_job_type_on_launch"))
+    # The job template's own extra variables reach AWX as templates, for AWX to render at launch.
+    assert templates["playbooks/seed.yml"]["extra_vars"]["flyte_seed_projects"].startswith("{{")
+    assert templates["playbooks/teardown.yml"]["extra_vars"]["teardown_delete_volumes"].startswith("{{")
+
+
+def test_configure_without_credential_values_only_names_credentials(fake_awx, tmp_path):
+    result, calls = configure(fake_awx, tmp_path, "-e", "homelab_flyte_awx_onepassword_credential=''",
+                              CONTROLLER_HOST="https://awx.example.com")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls_of(calls, "credential") == []
+    for template in calls_of(calls, "job_template"):
+        assert template["credentials"] == [AWX_VARS["homelab_flyte_awx_kubernetes_credential"]]
+
+
+def test_configure_refuses_to_run_without_a_controller(fake_awx, tmp_path):
+    result, calls = configure(fake_awx, tmp_path)
+    assert result.returncode != 0 and "Set CONTROLLER_HOST" in result.stdout
+    assert calls == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Survey answers through the job templates' extra variables, written as AWX writes them
+
+def awx_extravars(template_extra_vars: dict, answers: dict) -> str:
+    """The env/extravars file of an AWX job, as awx/main/tasks/jobs.py (RunJob.build_extra_vars_file) and
+    awx/main/utils/safe_yaml.py (safe_dump) write it with ALLOW_JINJA_IN_EXTRA_VARS='template': the job
+    template's own extra variables as they are, everything else (the survey answers) tagged !unsafe."""
+    extra_vars = {**template_extra_vars, **answers}
+    documents = []
+    for key, value in extra_vars.items():
+        if template_extra_vars.get(key) == value and key in template_extra_vars:
+            documents.append(yaml.safe_dump({key: value}))
+        else:
+            documents.append(f"!unsafe {json.dumps(key)}: " + (f"!unsafe {json.dumps(value)}" if isinstance(value, str)
+                                                               else json.dumps(value)) + "\n")
+    return "".join(documents)
+
+
+EXTRA_VARS_PROBE = """\
+- name: Resolve the job template's extra variables
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Write them out with their types
+      ansible.builtin.copy:
+        content: "{{ {'projects': flyte_seed_projects, 'delete_volumes': teardown_delete_volumes,
+                      'delete_namespace': teardown_delete_namespace, 'types': [teardown_delete_volumes | type_debug,
+                      teardown_delete_namespace | type_debug]} | to_json }}"
+        dest: "{{ probe_out }}"
+        mode: "0600"
+"""
+
+
+def job_template(playbook: str) -> dict:
+    return next(t for t in AWX_VARS["homelab_flyte_awx_job_templates"] if t["playbook"] == playbook)
+
+
+@pytest.mark.parametrize(
+    ("projects_answer", "volumes_answer", "namespace_answer", "projects", "delete_volumes", "delete_namespace"),
+    [
+        ("flytesnacks", "keep", "keep", ["flytesnacks"], False, False),
+        ("flytesnacks\nml-team\n\n  research  \n", "delete", "keep", ["flytesnacks", "ml-team", "research"], True, False),
+        ("a, b,c", "delete", "delete", ["a", "b", "c"], True, True),
+        # An answer that looks like a template stays text: AWX marks answers !unsafe.
+        ("{{ lookup('ansible.builtin.pipe', 'id') }}", "keep", "keep",
+         ["{{", "lookup('ansible.builtin.pipe'", "'id')", "}}"], False, False),
+    ],
+)
+def test_survey_answers_become_typed_variables(tmp_path, projects_answer, volumes_answer, namespace_answer, projects,
+                                               delete_volumes, delete_namespace):
+    extra_vars = {**job_template("playbooks/seed.yml")["extra_vars"], **job_template("playbooks/teardown.yml")["extra_vars"]}
+    answers = {"awx_seed_projects": projects_answer, "awx_teardown_volumes": volumes_answer,
+               "awx_teardown_namespace": namespace_answer}
+    (tmp_path / "extravars").write_text(awx_extravars(extra_vars, answers), encoding="utf-8")
+    (tmp_path / "probe.yml").write_text(EXTRA_VARS_PROBE, encoding="utf-8")
+    out = tmp_path / "out.json"
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", "probe.yml", "-e", f"@{tmp_path / 'extravars'}",
+                             "-e", json.dumps({"probe_out": str(out), "ansible_python_interpreter": sys.executable})],
+                            cwd=tmp_path, capture_output=True, text=True, check=False, env=clean_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    resolved = json.loads(out.read_text(encoding="utf-8"))
+    assert resolved == {"projects": projects, "delete_volumes": delete_volumes, "delete_namespace": delete_namespace,
+                        "types": ["bool", "bool"]}
+
+
+def test_teardown_extra_vars_are_the_teardown_playbooks_variables():
+    teardown = REPO / "playbooks" / "teardown.yml"
+    if not teardown.is_file():
+        pytest.skip("playbooks/teardown.yml does not exist yet")
+    play_vars = yaml.safe_load(teardown.read_text(encoding="utf-8"))[0]["vars"]
+    assert set(job_template("playbooks/teardown.yml")["extra_vars"]) <= set(play_vars)
+
+
+# --------------------------------------------------------------------------------------------------
+# Every playbook of the repository: the job templates' and the collection's
+
+PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
+
+
+def test_job_template_playbooks_are_the_collections():
+    for template in AWX_VARS["homelab_flyte_awx_job_templates"]:
+        assert re.fullmatch(r"playbooks/[a-z_]+\.yml", template["playbook"])
+        assert (template.get("survey") is None) or (AWX_DIR / "surveys" / template["survey"]).is_file()
+    assert (REPO / "playbooks" / "site.yml") in PLAYBOOKS
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_playbook_syntax(playbook):
+    result = subprocess.run(["ansible-playbook", "--syntax-check", str(playbook.relative_to(REPO))], cwd=REPO,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Kubernetes access with AWX's Kubernetes credential only, on the local platform when it runs
+
+PLATFORM = REPO / "tests" / "platform" / "platform.py"
+K8S_AUTH_PROBE = """\
+- name: Kubernetes access the way an AWX job has it
+  hosts: cluster
+  gather_facts: false
+  tasks:
+    - name: Read the namespace with kubernetes.core.k8s_info
+      kubernetes.core.k8s_info:
+        kind: Namespace
+        name: "{{ probe_namespace }}"
+      register: probe_info
+      failed_when: probe_info.resources | length != 1
+    - name: List namespaces with the kubernetes.core.k8s lookup
+      ansible.builtin.assert:
+        that: probe_namespace in query('kubernetes.core.k8s', api_version='v1', kind='Namespace') | map(attribute='metadata.name')
+    - name: Write a ConfigMap with kubernetes.core.k8s
+      kubernetes.core.k8s:
+        definition:
+          apiVersion: v1
+          kind: ConfigMap
+          metadata: {name: awx-probe, namespace: "{{ probe_namespace }}"}
+          data: {written-by: kubernetes.core.k8s}
+    - name: Run helm as the flyte role's preflight does
+      ansible.builtin.command: helm version --short
+      changed_when: false
+    - name: Install a chart with kubernetes.core.helm, as the flyte role does
+      kubernetes.core.helm:
+        name: awx-probe
+        chart_ref: "{{ probe_chart }}"
+        release_namespace: "{{ probe_namespace }}"
+        atomic: true
+        wait: true
+        timeout: 120s
+        values: {replicas: 1}
+"""
+
+
+def kubectl(*args: str, kubeconfig: str) -> str:
+    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not (shutil.which("helm") and shutil.which("kubectl")), reason="helm and kubectl are not on the PATH")
+@pytest.mark.skipif(subprocess.run([sys.executable, str(PLATFORM), "status"], capture_output=True, check=False).returncode != 0,
+                    reason="the local platform is not running (python3 tests/platform/platform.py up)")
+def test_kubernetes_core_and_helm_work_with_k8s_auth_env_only(tmp_path):
+    exports = subprocess.run([sys.executable, str(PLATFORM), "env"], capture_output=True, text=True, check=True).stdout
+    kubeconfig = re.search(r"KUBECONFIG=['\"]?([^'\"\s]+)", exports).group(1)
+    config = json.loads(Path(kubeconfig).read_text()) if Path(kubeconfig).read_text().lstrip().startswith("{") \
+        else yaml.safe_load(Path(kubeconfig).read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca_cert = tmp_path / "ca.crt"
+    ca_cert.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    namespace = f"awx-auth-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", namespace, kubeconfig=kubeconfig)
+    try:
+        kubectl("-n", namespace, "create", "serviceaccount", "awx", kubeconfig=kubeconfig)
+        kubectl("create", "clusterrolebinding", f"{namespace}-awx", "--clusterrole=cluster-admin",
+                f"--serviceaccount={namespace}:awx", kubeconfig=kubeconfig)
+        token = kubectl("-n", namespace, "create", "token", "awx", "--duration=10m", kubeconfig=kubeconfig).strip()
+        (tmp_path / "hosts.yml").write_text("cluster:\n  hosts:\n    cluster:\n      ansible_connection: local\n", encoding="utf-8")
+        (tmp_path / "probe.yml").write_text(K8S_AUTH_PROBE, encoding="utf-8")
+        (tmp_path / "home").mkdir()
+        helm_dir = str(Path(shutil.which("helm")).parent)
+        # What an AWX job's environment has: the credential's K8S_AUTH_* variables, no kubeconfig, a bare HOME.
+        env = {"PATH": f"{Path(sys.executable).parent}:{helm_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
+               "K8S_AUTH_HOST": cluster["server"], "K8S_AUTH_API_KEY": token, "K8S_AUTH_VERIFY_SSL": "True",
+               "K8S_AUTH_SSL_CA_CERT": str(ca_cert), "ANSIBLE_NOCOLOR": "1"}
+        result = subprocess.run(
+            ["ansible-playbook", "-i", "hosts.yml", "probe.yml", "-e",
+             json.dumps({"probe_namespace": namespace, "probe_chart": str(REPO / "tests/charts/platform-probe"),
+                         "ansible_python_interpreter": sys.executable})],
+            cwd=tmp_path, capture_output=True, text=True, check=False, env=env)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        # Read back with the platform's admin kubeconfig, not with the code under test.
+        assert "written-by" in kubectl("-n", namespace, "get", "configmap", "awx-probe", "-o", "yaml", kubeconfig=kubeconfig)
+        assert "owner=helm" in kubectl("-n", namespace, "get", "secrets", "--show-labels", kubeconfig=kubeconfig)
+    finally:
+        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "clusterrolebinding", f"{namespace}-awx",
+                        "--ignore-not-found"], capture_output=True, check=False)
+        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", namespace, "--wait=false"],
+                       capture_output=True, check=False)
