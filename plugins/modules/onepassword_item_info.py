@@ -59,6 +59,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show a difference of.
 notes:
   - Makes three requests - the vault by name, the item by title, the item itself.
 seealso:

@@ -68,7 +68,7 @@ def secret(api, namespace: str, name: str) -> dict[str, str]:
 
 
 def test_flyteadmin_config_points_at_the_other_roles(api, site):
-    namespace, _ = site
+    namespace = site[0]
     admin = config(api, namespace, "flyte-admin-base-config")
     assert admin["db.yaml"]["database"] == {
         "host": f"flyte-postgres-rw.{namespace}.svc.cluster.local", "port": 5432, "username": "flyte",
@@ -99,7 +99,7 @@ def test_flyteadmin_config_points_at_the_other_roles(api, site):
 
 
 def test_secrets_reach_the_pods_from_secrets_not_values(api, site):
-    namespace, _ = site
+    namespace = site[0]
     item = secret(api, namespace, "flyte-secrets")
     assert secret(api, namespace, "flyte-admin-secrets")["oidc_client_secret"] == item["oidc-client-secret"]
     assert secret(api, namespace, "flyte-secret-auth") == {"client_secret": item["oidc-client-secret"]}
@@ -115,7 +115,7 @@ def test_secrets_reach_the_pods_from_secrets_not_values(api, site):
 
 
 def test_every_component_is_deployed_with_its_label(api, site):
-    namespace, _ = site
+    namespace = site[0]
     apps = client.AppsV1Api(api)
     for name in ["flyteadmin", "flytepropeller", "datacatalog", "flyteconsole", "flytescheduler"]:
         deployments = apps.list_namespaced_deployment(namespace, label_selector=f"app.kubernetes.io/name={name}").items
@@ -123,7 +123,7 @@ def test_every_component_is_deployed_with_its_label(api, site):
 
 
 def test_rerun_changes_nothing_and_leaves_the_release_alone(site):
-    namespace, _ = site
+    namespace = site[0]
     revision = release(namespace)["version"]
     rerun = run_playbook(ROLES, extra_vars=site_vars(namespace))
     assert rerun.rc == 0 and rerun.changed == 0, rerun
@@ -133,7 +133,7 @@ def test_rerun_changes_nothing_and_leaves_the_release_alone(site):
 
 
 def test_changed_values_upgrade_and_a_failed_upgrade_rolls_back(api, site):
-    namespace, _ = site
+    namespace = site[0]
     before = release(namespace)["version"]
     upgraded = run_playbook(ROLES, extra_vars=site_vars(
         namespace, overrides={"flyteadmin": {"podAnnotations": {"homelab.flyte/test": "upgrade"}}}))
@@ -154,7 +154,7 @@ def test_changed_values_upgrade_and_a_failed_upgrade_rolls_back(api, site):
 
 
 def test_overrides_with_a_key_flyte_core_does_not_have_are_rejected(site):
-    namespace, _ = site
+    namespace = site[0]
     run = run_playbook(ROLES, extra_vars=site_vars(namespace, overrides={"db": {"admin": {"database": {"hots": "x"}}}}))
     assert run.rc != 0, run
     assert "additional properties 'hots' not allowed" in run.output or "hots" in run.output, run
@@ -162,7 +162,7 @@ def test_overrides_with_a_key_flyte_core_does_not_have_are_rejected(site):
 
 def test_teardown_keeps_the_data_volumes_unless_told(api, k8s, site):
     """Last in this module: it removes the shared deployment."""
-    namespace, _ = site
+    namespace = site[0]
     variables = site_vars(namespace)
     down = run_playbook("playbooks/teardown.yml", extra_vars=variables)
     assert down.rc == 0 and down.changed > 0, down
@@ -180,7 +180,7 @@ def test_teardown_keeps_the_data_volumes_unless_told(api, k8s, site):
                               ("onepassword.com/v1", "OnePasswordItem")]:
         assert k8s.resources.get(api_version=api_version, kind=kind).get(namespace=namespace).items == [], kind
 
-    gone = run_playbook("playbooks/teardown.yml", extra_vars={**variables, "teardown_delete_volumes": True,
-                                                                "teardown_delete_namespace": True})
+    everything = {**variables, "teardown_delete_volumes": True, "teardown_delete_namespace": True}
+    gone = run_playbook("playbooks/teardown.yml", extra_vars=everything)
     assert gone.rc == 0, gone
     assert namespace not in {n.metadata.name for n in core.list_namespace().items}

@@ -244,7 +244,7 @@ def test_operator_item_not_found_reports_the_operator_status(cleanup):
 
 
 def test_connect_backend_with_a_wrong_token_says_so(cleanup, connect_server):
-    server, _ = connect_server
+    server = connect_server[0]
     namespace = fresh_namespace()
     cleanup.append(namespace)
     run = run_playbook(ROLES, extra_vars=role_vars(namespace, ["secrets"], secrets_backend="onepassword_connect",
@@ -295,7 +295,7 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize("variables,message", INVALID, ids=[m.split(" ")[0] for _, m in INVALID])
+@pytest.mark.parametrize("variables,message", INVALID, ids=[case[1].split(" ")[0] for case in INVALID])
 def test_invalid_input_fails_before_anything_is_written(k8s, cleanup, variables, message):
     namespace = fresh_namespace()
     cleanup.append(namespace)
