@@ -31,14 +31,11 @@ try:
 except ImportError:  # AnsibleK8SModule reports a missing PyYAML itself
     yaml = None
 
-try:
+# One place decides whether psycopg is usable: the database module_utils.
+from ansible_collections.homelab.flyte.plugins.module_utils.database import HAS_PSYCOPG
+
+if HAS_PSYCOPG:
     import psycopg
-except ImportError:
-    HAS_PSYCOPG = False
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_PSYCOPG = True
-    PSYCOPG_IMPORT_ERROR = None
 
 OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
 STATUSES = (OK, WARN, FAIL, SKIPPED)

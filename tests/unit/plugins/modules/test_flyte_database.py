@@ -9,28 +9,12 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.flyte.tests.unit.plugins.modules.module_exits import ModuleExit as Exit, ModuleFail as Fail
+
 from ansible_collections.homelab.flyte.plugins.module_utils.database import DatabaseError
 from ansible_collections.homelab.flyte.plugins.modules import flyte_database
 
 
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def exits(monkeypatch):
-    def exit_json(self, **result):
-        raise Exit(result)
-
-    def fail_json(self, msg, **result):
-        raise Fail(dict(result, msg=msg))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 OUTCOME = {"changed": True, "queries": ['CREATE ROLE "flyte" LOGIN'],

@@ -13,6 +13,8 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.homelab.flyte.tests.unit.plugins.modules.module_exits import ModuleExit as ExitJson, ModuleFail as FailJson
+
 from ansible_collections.homelab.flyte.plugins.module_utils import flyteadmin
 from ansible_collections.homelab.flyte.plugins.module_utils.flyteadmin import Response
 from ansible_collections.homelab.flyte.plugins.modules import flyte_project
@@ -21,24 +23,6 @@ BASE = "http://flyteadmin.test"
 TOKEN_URL = "https://idp.test/token"
 
 
-class ExitJson(Exception):
-    pass
-
-
-class FailJson(Exception):
-    pass
-
-
-@pytest.fixture(autouse=True)
-def _exits(monkeypatch):
-    def exit_json(self, **result):
-        raise ExitJson(result)
-
-    def fail_json(self, msg, **result):
-        raise FailJson(dict(result, msg=msg, failed=True))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
 
 
 def reply(status, payload=None, headers=None):
