@@ -15,8 +15,6 @@ from ansible_collections.homelab.flyte.plugins.module_utils.database import Data
 from ansible_collections.homelab.flyte.plugins.modules import flyte_database
 
 
-
-
 OUTCOME = {"changed": True, "queries": ['CREATE ROLE "flyte" LOGIN'],
            "steps": [{"database": "postgres", "transaction": True, "queries": ['CREATE ROLE "flyte" LOGIN']}],
            "server_version": 150018, "before": {"role": {"exists": False}}, "after": {"role": {"exists": True}}}

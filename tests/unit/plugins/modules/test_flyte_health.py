@@ -15,8 +15,6 @@ from ansible_collections.homelab.flyte.plugins.module_utils import health
 from ansible_collections.homelab.flyte.plugins.modules import flyte_health
 
 
-
-
 def outcome(*results, attempts=1):
     results = list(results)
     return {"checks": results, "healthy": health.is_healthy(results), "summary": health.summarize(results),

@@ -23,8 +23,6 @@ BASE = "http://flyteadmin.test"
 TOKEN_URL = "https://idp.test/token"
 
 
-
-
 def reply(status, payload=None, headers=None):
     body = payload if isinstance(payload, bytes) else json.dumps({} if payload is None else payload).encode()
     return Response(status, body, headers)
