@@ -12,7 +12,8 @@ temporary directory that it owns and that is removed when the server stops. Ever
 authenticate with SCRAM-SHA-256, so a wrong password really fails. Nested users (a unit and an
 integration test module in one pytest session) share one server; the last one out stops it.
 
-The address is fixed, so test sessions on one machine take turns: a lock file next to the temporary
+The port is $HOMELAB_FLYTE_PG_PORT (25432 by default; the platform reads the same variable), so test
+sessions that share it take turns: a lock file next to the temporary
 directories is held while a server runs, and another session waits for it (up to
 $HOMELAB_FLYTE_PG_WAIT seconds, 1800 by default) before it starts its own.
 
@@ -35,7 +36,8 @@ import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
-PORT = 25432  # fixed: the kwok exec simulation points libpq here
+# The kwok exec simulation points libpq at the same port (tests/platform/platform.py reads this too).
+PORT = int(os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432"))
 SUPERUSER = "postgres"
 PREFERRED_VERSION = "15"
 

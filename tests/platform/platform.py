@@ -288,7 +288,10 @@ def write_stages() -> None:
     """kwok's own default node and pod lifecycles, then this project's operator simulations."""
     documents = sorted((bin_dirs()["kwok"] / "stages").glob("*.yaml"))
     documents += sorted((HERE / "simulations").glob("*.yaml"))
-    (STATE / "stages.yaml").write_text("\n---\n".join(path.read_text() for path in documents))
+    # The exec simulation names the test PostgreSQL's port, which a developer may move.
+    pg_port = os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432")
+    text = "\n---\n".join(path.read_text() for path in documents)
+    (STATE / "stages.yaml").write_text(text.replace("25432", pg_port))
 
 
 def node_manifest(index: int) -> dict:
