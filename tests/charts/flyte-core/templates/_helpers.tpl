@@ -123,3 +123,9 @@ nothing when the values are empty. Call with (list "<file>" <values> $); place r
 {{- define "fc.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{- /* The securityContext flyte-core gives each Flyte container and init container that has one (not
+flytepropeller's nor syncresources'). Call with the indent right after a "{{-". */ -}}
+{{- define "fc.containerSecurityContext" -}}
+{{- "securityContext:\n  allowPrivilegeEscalation: false\n  capabilities:\n    drop:\n      - ALL" | nindent . -}}
+{{- end -}}
