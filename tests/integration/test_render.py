@@ -4,6 +4,7 @@ server then accepts every rendered object (server-side dry run against the real 
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -12,9 +13,12 @@ import pytest
 import yaml
 from kubernetes import client
 
+from ansible_collections.homelab.flyte.plugins.module_utils import flyte_config
+from ansible_collections.homelab.flyte.tests.blueprint_schema import load as load_blueprint
 from conftest import REPO, run_playbook
 
 RENDER = "playbooks/render.yml"
+CHART = REPO / "tests/charts/flyte-core"
 
 
 def render_vars(directory: Path, namespace: str, **extra) -> dict:
@@ -25,16 +29,34 @@ def render_vars(directory: Path, namespace: str, **extra) -> dict:
     }
 
 
-@pytest.fixture
-def no_cluster(tmp_path, monkeypatch):
+def unreachable(directory: Path) -> dict[str, str]:
     """Credentials that reach no cluster: a render that tried to touch one would fail."""
-    broken = tmp_path / "unreachable-kubeconfig"
+    broken = directory / "unreachable-kubeconfig"
     broken.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "none",
         "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
         "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
         "users": [{"name": "none", "user": {"token": "x"}}]}))
     return {"KUBECONFIG": str(broken), "K8S_AUTH_KUBECONFIG": str(broken)}
+
+
+@pytest.fixture
+def no_cluster(tmp_path):
+    return unreachable(tmp_path)
+
+
+def objects(path: Path) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(path.read_text()) if d}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, kubeconfig) -> Path:
+    """One render of the defaults with the stand-in chart, shared by the tests that only read it."""
+    base = tmp_path_factory.mktemp("render-defaults")
+    out = base / "rendered"
+    run = run_playbook(RENDER, extra_vars=render_vars(out, "flyte-system"), env=unreachable(base))
+    assert run.rc == 0, run
+    return out
 
 
 def test_render_writes_valid_manifests_and_no_secret(api, kubeconfig, tmp_path, no_cluster):
@@ -97,3 +119,108 @@ def test_render_stops_on_bad_input_and_needs_a_folder(tmp_path, no_cluster, kube
     assert run.rc != 0 and "homelab_flyte_render_dir must name the folder" in run.output, run
     bad = run_playbook(RENDER, extra_vars=render_vars(tmp_path / "r", "flyte-system", storage_pvc_size="lots"), env=no_cluster)
     assert bad.rc != 0 and "storage_pvc_size must be a Kubernetes quantity" in " ".join(bad.output.split()), bad
+
+
+def test_datacatalog_service_is_not_a_node_port(rendered):
+    """flyte-core's default for datacatalog.service.type is NodePort, which opens DataCatalog on every node."""
+    chart = objects(rendered / "51-flyte-chart.yaml")
+    assert chart[("Service", "datacatalog")]["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert [name for (kind, name), svc in chart.items() if kind == "Service" and svc["spec"].get("type") == "NodePort"] == []
+
+
+def test_the_default_render_has_no_config_key_the_binaries_reject_but_the_tolerated_ones(rendered):
+    text = (rendered / "51-flyte-chart.yaml").read_text()
+    assert flyte_config.unknown_config_keys(text) == []
+    rejected = flyte_config.unknown_config_keys(text, tolerated={})
+    # Every tolerated entry is needed by the chart's own defaults, and nothing else is rejected.
+    used = {entry for entry in flyte_config.TOLERATED
+            for p in rejected if (p["configmap"], p["file"]) == entry[:2] and p["key"].lower().startswith(entry[2].lower())}
+    assert used == set(flyte_config.TOLERATED), rejected
+    assert sorted(p["key"] for p in rejected) == [
+        "flyteadmin.testing.host", "manager.pod-application", "manager.pod-template-container-name",
+        "manager.pod-template-name", "scheduler.metricsScope"]
+
+
+FLYTE_BINARIES = {"flyteadmin", "datacatalog", "flytepropeller", "flytescheduler"}
+
+
+def config_readers(chart: dict) -> dict[str, set[str]]:
+    """Which Flyte binary loads which ConfigMap, read off the rendered Deployments: each container's
+    --config directory, the volume mounted there, and the ConfigMaps of that volume."""
+    readers: dict[str, set[str]] = {}
+    for (kind, _), deployment in chart.items():
+        if kind != "Deployment":
+            continue
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            words = " ".join(container.get("command", []) + container.get("args", [])).replace("=", " ").split()
+            binary = next((w for w in words if w in FLYTE_BINARIES), None)
+            if binary is None or "--config" not in words:
+                continue
+            directory = words[words.index("--config") + 1].rsplit("/", 1)[0]
+            mount = next(m for m in container["volumeMounts"] if m["mountPath"].rstrip("/") == directory)
+            volume = volumes[mount["name"]]
+            sources = volume.get("projected", {}).get("sources", []) + [volume]
+            for source in sources:
+                if "configMap" in source:
+                    readers.setdefault(source["configMap"]["name"], set()).add(binary)
+    return readers
+
+
+def test_the_checker_reads_each_configmap_for_the_binary_the_chart_gives_it(rendered):
+    readers = config_readers(objects(rendered / "51-flyte-chart.yaml"))
+    assert readers == {name: {binary for binary, _ in who} for name, who in flyte_config.READERS.items()}
+
+
+def test_a_packaged_chart_is_a_local_chart_source(tmp_path, no_cluster, kubeconfig):
+    """docs/air-gapped.md: flyte_chart_path may be a .tgz made by helm package."""
+    subprocess.run(["helm", "package", str(CHART), "--destination", str(tmp_path)], check=True, capture_output=True)
+    package = tmp_path / "flyte-core-1.16.8.tgz"
+    assert package.is_file()
+    out = tmp_path / "rendered"
+    run = run_playbook(RENDER, extra_vars=render_vars(out, "flyte-system", flyte_chart_path=str(package)), env=no_cluster)
+    assert run.rc == 0, run
+    chart = objects(out / "51-flyte-chart.yaml")
+    assert {("Deployment", "flyteadmin"), ("ConfigMap", "flyte-admin-base-config")} <= set(chart)
+    assert f"helm upgrade --install flyte {package} -n flyte-system\n" in (out / "50-flyte-values.yaml").read_text()
+
+
+def test_flytectl_redirect_uri_is_the_one_the_blueprint_registers(tmp_path, no_cluster, kubeconfig):
+    out = tmp_path / "rendered"
+    redirect = "http://localhost:8765/flytectl/callback"
+    run = run_playbook(RENDER, env=no_cluster, extra_vars=render_vars(out, "flyte-system", authentik_flytectl_redirect_uri=redirect))
+    assert run.rc == 0, run
+    values = yaml.safe_load((out / "50-flyte-values.yaml").read_text())
+    flyte_client = values["configmap"]["adminServer"]["auth"]["appAuth"]["thirdPartyConfig"]["flyteClient"]
+    blueprint_map = objects(out / "40-authentik.yaml")[("ConfigMap", "authentik-blueprint-flyte")]
+    entries = load_blueprint(next(iter(blueprint_map["data"].values())))["entries"]
+    flytectl = next(e["attrs"] for e in entries
+                    if e["model"] == "authentik_providers_oauth2.oauth2provider" and e["attrs"].get("client_type") == "public")
+    assert [uri["url"] for uri in flytectl["redirect_uris"]] == [redirect]
+    assert flyte_client["redirectUri"] == redirect
+
+
+def test_secret_names_are_the_ones_flyte_core_mounts_even_where_an_inventory_renames_them(tmp_path, no_cluster, kubeconfig):
+    """flyte-core mounts flyte-admin-secrets in flyteadmin and flyte-secret-auth in the scheduler whatever the values
+    say: the role writes exactly those, and gives propeller the same client-credentials Secret."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory/local", inventory)
+    with (inventory / "group_vars/flyte.yml").open("a") as group_vars:
+        group_vars.write("flyte_admin_secret_name: my-admin-secrets\nflyte_client_secret_name: my-client-auth\n")
+    out = tmp_path / "rendered"
+    run = run_playbook(RENDER, inventory=inventory / "hosts.yml", env=no_cluster, extra_vars=render_vars(out, "flyte-system"))
+    assert run.rc == 0, run
+
+    values = yaml.safe_load((out / "50-flyte-values.yaml").read_text())
+    chart = objects(out / "51-flyte-chart.yaml")
+
+    def secret_volumes(name: str) -> set[str]:
+        pod = chart[("Deployment", name)]["spec"]["template"]["spec"]
+        return {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+
+    assert values["secrets"]["adminOauthClientCredentials"]["secretName"] == "flyte-secret-auth"
+    assert "flyte-secret-auth" in secret_volumes("flytepropeller") and "flyte-secret-auth" in secret_volumes("flytescheduler")
+    assert "flyte-admin-secrets" in secret_volumes("flyteadmin")
+    header = "".join(line for line in (out / "50-flyte-values.yaml").read_text().splitlines(True) if line.startswith("#"))
+    assert "flyte-admin-secrets" in header and "flyte-secret-auth" in header and "my-" not in header
