@@ -11,8 +11,8 @@ from ansible_collections.homelab.flyte.plugins.module_utils.flyte_config import 
 
 def flyte_unknown_config_keys(manifests):
     if not isinstance(manifests, (str, list)):
-        raise AnsibleFilterError(
-            f"flyte_unknown_config_keys takes the output of helm template or a list of objects, got {type(manifests).__name__}")
+        raise AnsibleFilterError("flyte_unknown_config_keys takes the output of helm template or a list of objects, "
+                                 f"got {type(manifests).__name__}")
     try:
         return unknown_config_keys(manifests)
     except Exception as error:  # a manifest helm wrote that is not YAML: say so, do not crash the run

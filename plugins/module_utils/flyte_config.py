@@ -141,7 +141,8 @@ def unknown_config_keys(manifests, tolerated: Mapping | None = None) -> list[dic
                 document = yaml.safe_load(text)
             except yaml.YAMLError as error:
                 problems.append({"configmap": name, "file": filename, "key": None, "binaries": binaries,
-                                 "readers": readers, "msg": f"{name}/{filename} is not YAML ({error}); read by {readers}"})
+                                 "readers": readers,
+                                 "msg": f"{name}/{filename} is not YAML ({error}); read by {readers}"})
                 continue
             for path in config_paths(document):
                 if any(is_accepted(path, binary) for binary in binaries) or _tolerated(name, filename, path, tolerated):

@@ -33,7 +33,8 @@ gen = load_generator()
 @pytest.fixture(scope="module")
 def upstream() -> dict[str, list[str]]:
     assert gen.KEYS_DIR.is_dir(), f"the binaries' key sets are not at {gen.KEYS_DIR} (../shared beside the checkout)"
-    return {binary: json.loads((gen.KEYS_DIR / f"{binary}.json").read_text(encoding="utf-8")) for binary in gen.BINARIES}
+    return {binary: json.loads((gen.KEYS_DIR / f"{binary}.json").read_text(encoding="utf-8"))
+            for binary in gen.BINARIES}
 
 
 def test_shipped_key_sets_are_current(upstream):
@@ -56,7 +57,8 @@ def test_check_mode_fails_on_a_stale_module(upstream, tmp_path):
 
 
 def test_every_binary_has_exactly_its_keys_lower_cased(upstream):
-    assert set(flyte_config_keys.KEYS) == set(upstream) == {"flyteadmin", "datacatalog", "flytepropeller", "flytescheduler"}
+    binaries = {"flyteadmin", "datacatalog", "flytepropeller", "flytescheduler"}
+    assert set(flyte_config_keys.KEYS) == set(upstream) == binaries
     for binary, keys in upstream.items():
         assert flyte_config_keys.KEYS[binary] == {key.lower() for key in keys}, binary
     assert flyte_config_keys.FLYTE_VERSION == "1.16.8"
@@ -68,4 +70,5 @@ def test_each_key_sits_in_one_group_that_names_exactly_its_binaries(upstream):
         for key in keys.split():
             assert key not in seen, key
             seen[key] = set(names)
-    assert seen == {key: {b for b in upstream if key in upstream[b]} for key in set().union(*map(set, upstream.values()))}
+    every_key = set().union(*map(set, upstream.values()))
+    assert seen == {key: {b for b in upstream if key in upstream[b]} for key in every_key}

@@ -31,7 +31,8 @@ def shape(value):
 
 def published_fact(role: str, fact: str) -> dict:
     tasks = read(REPO / "roles" / role / "tasks" / "facts.yml")
-    found = [task["ansible.builtin.set_fact"][fact] for task in tasks if fact in task.get("ansible.builtin.set_fact", {})]
+    found = [task["ansible.builtin.set_fact"][fact] for task in tasks
+             if fact in task.get("ansible.builtin.set_fact", {})]
     assert len(found) == 1, f"{role}: one set_fact of {fact} expected in tasks/facts.yml"
     return found[0]
 
@@ -55,7 +56,8 @@ def test_the_preflight_stands_in_for_every_fact_the_values_template_reads():
 @pytest.mark.parametrize("name,value", [("flyte_admin_secret_name", "flyte-admin-secrets"),
                                         ("flyte_client_secret_name", "flyte-secret-auth")])
 def test_secret_names_the_chart_fixes_are_not_variables(name, value):
-    """flyte-core mounts flyte-admin-secrets in flyteadmin and flyte-secret-auth in the scheduler, whatever the values say."""
+    """flyte-core mounts flyte-admin-secrets in flyteadmin and flyte-secret-auth in the scheduler, whatever the values
+    say."""
     specs = read(ROLE / "meta" / "argument_specs.yml")["argument_specs"]
     for entry_point, spec in specs.items():
         assert name not in (spec.get("options") or {}), entry_point

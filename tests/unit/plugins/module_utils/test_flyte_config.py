@@ -72,10 +72,12 @@ def test_misspelt_keys_are_rejected(path):
 
 
 def test_keys_of_another_binary_are_rejected():
-    assert fc.is_accepted(("admin", "clientId"), "flyteadmin") and not fc.is_accepted(("admin", "clientId"), "datacatalog")
+    assert fc.is_accepted(("admin", "clientId"), "flyteadmin")
+    assert not fc.is_accepted(("admin", "clientId"), "datacatalog")
     assert fc.is_accepted(("plugins", "athena", "defaultCatalog"), "flytepropeller")
     assert not fc.is_accepted(("plugins", "athena", "defaultCatalog"), "flyteadmin")
-    assert not fc.is_accepted(("application", "grpcPort"), "flyteadmin") and fc.is_accepted(("application", "grpcPort"), "datacatalog")
+    assert not fc.is_accepted(("application", "grpcPort"), "flyteadmin")
+    assert fc.is_accepted(("application", "grpcPort"), "datacatalog")
 
 
 def test_a_section_holding_an_empty_value_is_accepted():
@@ -122,7 +124,8 @@ def test_only_the_flyte_configmaps_and_their_yaml_files_are_read():
     assert keys(problems) == [("flyte-admin-base-config", "server.yaml", "server.securityy.secure")]
     msg = problems[0]["msg"]
     assert problems[0]["binaries"] == ["flyteadmin"]
-    for word in ("server.securityy.secure", "flyte-admin-base-config", "server.yaml", "flyteadmin", "Deployment flyteadmin"):
+    for word in ("server.securityy.secure", "flyte-admin-base-config", "server.yaml", "flyteadmin",
+                 "Deployment flyteadmin"):
         assert word in msg, word
 
 
@@ -138,7 +141,8 @@ def test_every_configmap_is_checked_against_the_binary_that_loads_it():
 
 
 def test_the_six_configmaps_of_the_issue_are_read():
-    assert set(fc.READERS) == {"flyte-admin-base-config", "flyte-admin-clusters-config", "flyte-clusterresourcesync-config",
+    assert set(fc.READERS) == {"flyte-admin-base-config", "flyte-admin-clusters-config",
+                               "flyte-clusterresourcesync-config",
                                "datacatalog-config", "flyte-propeller-config", "flyte-scheduler-config"}
     assert {binary for readers in fc.READERS.values() for binary, _ in readers} == set(KEYS)
 
@@ -160,8 +164,10 @@ def test_a_config_file_that_is_not_yaml_is_a_problem():
 def chart_defaults() -> list[dict]:
     """The three entries flyte-core 1.16.8's values.yaml puts in, verbatim in shape."""
     return [
-        configmap("flyte-admin-base-config", server_yaml={"flyteadmin": {"profilerPort": 10254, "testing": {"host": "http://flyteadmin"}}}),
-        configmap("flyte-scheduler-config", server_yaml={"scheduler": {"metricsScope": "flyte:", "profilerPort": 10254}}),
+        configmap("flyte-admin-base-config",
+                  server_yaml={"flyteadmin": {"profilerPort": 10254, "testing": {"host": "http://flyteadmin"}}}),
+        configmap("flyte-scheduler-config",
+                  server_yaml={"scheduler": {"metricsScope": "flyte:", "profilerPort": 10254}}),
         configmap("flyte-propeller-config", core_yaml={"manager": {"pod-application": "flytepropeller",
                                                                    "pod-template-name": "flytepropeller-template"},
                                                        "propeller": {"workers": 4}}),
