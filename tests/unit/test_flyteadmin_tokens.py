@@ -94,7 +94,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict:
 # scope-offline_access return nothing; email_verified is False there).
 SYSTEM_MAPPINGS = {
     "goauthentik.io/providers/oauth2/scope-openid": ("openid", lambda user: {}),
-    "goauthentik.io/providers/oauth2/scope-email": ("email", lambda user: {"email": user.email, "email_verified": False}),
+    "goauthentik.io/providers/oauth2/scope-email": ("email", lambda user: {"email": user.email,
+                                                                           "email_verified": False}),
     "goauthentik.io/providers/oauth2/scope-profile": ("profile", lambda user: {
         "name": user.name, "given_name": user.name, "preferred_username": user.username, "nickname": user.username,
         "groups": list(user.groups)}),
@@ -117,7 +118,8 @@ def evaluate(expression: str, **context) -> dict | None:
     """An Authentik property-mapping expression: the body of a function of the context variables
     (authentik/lib/expression/evaluator.py wraps it the same way)."""
     namespace: dict = {}
-    exec(f"def handler({', '.join(context)}):\n{textwrap.indent(expression, '    ')}", namespace)  # noqa: S102 - our template
+    source = f"def handler({', '.join(context)}):\n{textwrap.indent(expression, '    ')}"
+    exec(source, namespace)  # noqa: S102 - the expression of the collection's own template
     return namespace["handler"](**context)
 
 
@@ -145,8 +147,9 @@ def scope_mappings(blueprint: dict, provider: dict) -> dict[str, object]:
 
 def provider_of(blueprint: dict, client_id: str) -> tuple[dict, str]:
     """The provider attrs with this client id, and the slug of its application (its issuer path)."""
-    providers = {e["id"]: e["attrs"] for e in blueprint["entries"] if e["model"] == "authentik_providers_oauth2.oauth2provider"}
-    names = {e["id"]: e["identifiers"] for e in blueprint["entries"] if e["model"] == "authentik_providers_oauth2.oauth2provider"}
+    entries = [e for e in blueprint["entries"] if e["model"] == "authentik_providers_oauth2.oauth2provider"]
+    providers = {e["id"]: e["attrs"] for e in entries}
+    names = {e["id"]: e["identifiers"] for e in entries}
     for entry in blueprint["entries"]:
         if entry["model"] == "authentik_core.application":
             attrs = providers[entry["attrs"]["provider"].args]
@@ -295,7 +298,8 @@ def test_access_tokens_carry_the_scope_all_where_flyteadmin_reads_it(rendered, c
     """scp holds "all" itself, so the token passes whether or not Authentik adds client_id."""
     values, blueprint = rendered["values"], rendered["blueprint"]
     flyte_client = values["configmap"]["adminServer"]["auth"]["appAuth"]["thirdPartyConfig"]["flyteClient"]
-    client_id = flyte_client["clientId"] if client == "flytectl" else values["secrets"]["adminOauthClientCredentials"]["clientId"]
+    confidential = values["secrets"]["adminOauthClientCredentials"]["clientId"]
+    client_id = flyte_client["clientId"] if client == "flytectl" else confidential
     grant = "authorization_code" if client == "flytectl" else "client_credentials"
     claims = authentik_token(blueprint, client_id, grant, flyte_client["scopes"])
     assert claims["scp"] == ["all"]
@@ -310,7 +314,7 @@ def test_the_port_refuses_what_flyteadmin_refuses():
     with pytest.raises(Refused, match=r"invalid audience"):
         verify_claims(allowed, {"aud": "someone-else"})
     with pytest.raises(Refused, match="authenticated user doesn't have required scope"):
-        blanket_authorization(verify_claims(allowed, {"aud": "flyte", "client_id": "flyte", "scp": ["openid", "offline"]}))
+        blanket_authorization(verify_claims(allowed, {"aud": "flyte", "client_id": "flyte", "scp": ["openid"]}))
     with pytest.raises(Refused, match="authenticated user doesn't have required scope"):
         blanket_authorization(verify_claims(allowed, {"aud": ["flyte"], "client_id": "flyte", "scp": "all offline"}))
     assert verify_claims(allowed, {"aud": "flyte", "scp": "all"}).scopes == {"all"}
