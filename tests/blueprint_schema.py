@@ -12,7 +12,7 @@ applies them, with its database and the worker's environment. Offline they stay 
   [...]`` still fails (a string is never an array) while ``provider: !KeyOf app`` passes. Format
   assertions are on: the schema marks foreign keys ``format: uuid``, so a literal flow slug fails.
 * It adds what the schema cannot say: ``!KeyOf`` must name the ``id`` of an earlier entry; ``!Env NAME,
-  default`` is no default (Authentik reads one odd name); a provider or application must carry the
+  default`` is no default (Authentik reads one odd name); a provider, application or scope mapping must carry the
   fields Authentik needs to create it; ``attrs``/``identifiers`` keys must be fields of the model (the
   schema allows any key and Authentik silently drops unknown ones, so a misspelt ``redirect_uri``
   would otherwise vanish without a trace).
@@ -50,6 +50,7 @@ TAG_TYPES: dict[str, set[str] | None] = {
 REQUIRED_ON_CREATE = {
     "authentik_providers_oauth2.oauth2provider": ("name", "authorization_flow", "invalidation_flow"),
     "authentik_core.application": ("name", "slug"),
+    "authentik_providers_oauth2.scopemapping": ("name", "scope_name", "expression"),
 }
 
 

@@ -131,6 +131,8 @@ def deployment(api, kubeconfig, tmp_path_factory):
         "test_roles": ROLES, "flyte_namespace": namespace,
         # Authentik's objects in the test's namespace too, so that tests running at once do not share them.
         "authentik_namespace": namespace, "authentik_url": fake.url,
+        # The local inventory skips the wait for the issuer (nothing answers there); the double does.
+        "authentik_issuer_wait": True,
         "flyte_chart_source": "local", "flyte_chart_path": str(REPO / "tests" / "charts" / "flyte-core"),
         # The FlyteWorkflow CRD is cluster-scoped and owned by one Helm release: a second release (this namespace
         # next to flyte-system) must not claim it.

@@ -27,6 +27,8 @@ def site_vars(namespace: str, overrides: dict | None = None, **extra) -> dict:
         "networking_hostname": "flyte.platform.test",
         "networking_parent_refs": [{"name": "platform-gateway", "namespace": "gateway-system", "sectionName": "https"}],
         "authentik_url": "https://authentik.platform.test", "authentik_namespace": f"{namespace}-authentik",
+        # Nothing answers at that URL (test_authentik.py tests the wait for the issuer with a test double).
+        "authentik_issuer_wait": False,
         "flyte_chart_source": "local", "flyte_chart_path": str(REPO / "tests/charts/flyte-core"),
         "flyte_release_name": "flyte", "flyte_helm_timeout": 180, "flyte_values_overrides": overrides, **extra,
     }

@@ -36,6 +36,7 @@ RENDER = """\
 """
 SCOPES = ["openid", "profile", "email", "offline_access"]
 PROVIDER, APPLICATION = "authentik_providers_oauth2.oauth2provider", "authentik_core.application"
+SCOPE_MAPPING = "authentik_providers_oauth2.scopemapping"
 
 
 def render(directory: Path, extra_vars: dict) -> str:
@@ -110,10 +111,24 @@ def test_confidential_provider_for_flyte(default_text):
     assert attrs["authorization_flow"] == find("authentik_flows.flow", "slug", "default-provider-authorization-implicit-consent")
     assert attrs["invalidation_flow"] == find("authentik_flows.flow", "slug", "default-provider-invalidation-flow")
     assert attrs["property_mappings"] == [
-        find("authentik_providers_oauth2.scopemapping", "managed", f"goauthentik.io/providers/oauth2/scope-{scope}") for scope in SCOPES
-    ]
+        find(SCOPE_MAPPING, "managed", f"goauthentik.io/providers/oauth2/scope-{scope}") for scope in SCOPES
+    ] + [Tag("!KeyOf", "flyte-scope-all")]
     assert attrs["issuer_mode"] == "per_provider"
     assert attrs["sub_mode"] == "user_username"
+
+
+def test_scope_all_puts_scp_into_the_tokens(default_text):
+    """FlyteAdmin reads scp (tests/unit/test_flyteadmin_tokens.py runs the tokens through its checks)."""
+    doc = load(default_text)
+    mapping = entry(doc, SCOPE_MAPPING, name="homelab.flyte: Flyte scope 'all' (scp claim for FlyteAdmin)")
+    assert mapping["id"] == "flyte-scope-all" and doc["entries"][0] is mapping  # before the providers that !KeyOf it
+    assert mapping["attrs"]["scope_name"] == "all"
+    assert mapping["attrs"]["expression"].strip() == 'return {"scp": ["all"]}'
+    for name in ("flyte-oidc-provider", "flytectl-oidc-provider"):
+        attrs = entry(doc, PROVIDER, name=name)["attrs"]
+        # The access token is built from the ID token: only with the mappings' claims in it does it carry scp.
+        assert attrs["include_claims_in_id_token"] is True
+        assert Tag("!KeyOf", "flyte-scope-all") in attrs["property_mappings"]
 
 
 def test_flyte_application(default_text):
@@ -175,30 +190,32 @@ def _rename(path: list, old: str, new: str):
     return mutate
 
 
-FLYTE_ATTRS = ["entries", 0, "attrs"]
+FLYTE_ATTRS = ["entries", 1, "attrs"]
 MUTATIONS = {
     "redirect_uris as a string": (_set(FLYTE_ATTRS + ["redirect_uris"], "https://flyte.example.com/callback"),
-                                  "$.entries[0].attrs.redirect_uris: 'https://flyte.example.com/callback' is not of type 'array'"),
+                                  "$.entries[1].attrs.redirect_uris: 'https://flyte.example.com/callback' is not of type 'array'"),
     "redirect_uris as a list of strings": (_set(FLYTE_ATTRS + ["redirect_uris"], ["https://flyte.example.com/callback"]),
-                                           "$.entries[0].attrs.redirect_uris[0]: 'https://flyte.example.com/callback' is not of type 'object'"),
+                                           "$.entries[1].attrs.redirect_uris[0]: 'https://flyte.example.com/callback' is not of type 'object'"),
     "redirect_uris from a string tag": (_set(FLYTE_ATTRS + ["redirect_uris"], Tag("!Format", ["https://%s/callback", "flyte.example.com"])),
-                                        "$.entries[0].attrs.redirect_uris: !Format"),
+                                        "$.entries[1].attrs.redirect_uris: !Format"),
     "matching_mode outside its enum": (_set(FLYTE_ATTRS + ["redirect_uris", 0, "matching_mode"], "exact"),
                                        "matching_mode: 'exact' is not one of ['strict', 'regex']"),
-    "client_type outside its enum": (_set(["entries", 2, "attrs", "client_type"], "Public"),
-                                     "$.entries[2].attrs.client_type: 'Public' is not one of ['confidential', 'public']"),
+    "client_type outside its enum": (_set(["entries", 3, "attrs", "client_type"], "Public"),
+                                     "$.entries[3].attrs.client_type: 'Public' is not one of ['confidential', 'public']"),
     "flow as a literal slug": (_set(FLYTE_ATTRS + ["authorization_flow"], "default-provider-authorization-implicit-consent"),
-                               "$.entries[0].attrs.authorization_flow: 'default-provider-authorization-implicit-consent' is not a 'uuid'"),
-    "unknown model": (_set(["entries", 0, "model"], "authentik_providers_oauth2.oauth2provide"),
-                      "$.entries[0].model: unknown model 'authentik_providers_oauth2.oauth2provide'"),
+                               "$.entries[1].attrs.authorization_flow: 'default-provider-authorization-implicit-consent' is not a 'uuid'"),
+    "unknown model": (_set(["entries", 1, "model"], "authentik_providers_oauth2.oauth2provide"),
+                      "$.entries[1].model: unknown model 'authentik_providers_oauth2.oauth2provide'"),
     "misspelt field": (_rename(FLYTE_ATTRS, "redirect_uris", "redirect_uri"),
-                       "$.entries[0].attrs.redirect_uri: not a field of authentik_providers_oauth2.oauth2provider"),
-    "!KeyOf of an unknown id": (_set(["entries", 1, "attrs", "provider"], Tag("!KeyOf", "flyte-providr")),
-                                "$.entries[1]: !KeyOf flyte-providr names no earlier entry's id"),
-    "!KeyOf of a later entry": (_set(["entries", 1, "attrs", "provider"], Tag("!KeyOf", "flytectl-provider")),
-                                "$.entries[1]: !KeyOf flytectl-provider names no earlier entry's id"),
-    "provider without invalidation flow": (lambda doc: doc["entries"][0]["attrs"].pop("invalidation_flow"),
-                                           "$.entries[0]: authentik_providers_oauth2.oauth2provider needs invalidation_flow"),
+                       "$.entries[1].attrs.redirect_uri: not a field of authentik_providers_oauth2.oauth2provider"),
+    "!KeyOf of an unknown id": (_set(["entries", 2, "attrs", "provider"], Tag("!KeyOf", "flyte-providr")),
+                                "$.entries[2]: !KeyOf flyte-providr names no earlier entry's id"),
+    "!KeyOf of a later entry": (_set(["entries", 2, "attrs", "provider"], Tag("!KeyOf", "flytectl-provider")),
+                                "$.entries[2]: !KeyOf flytectl-provider names no earlier entry's id"),
+    "provider without invalidation flow": (lambda doc: doc["entries"][1]["attrs"].pop("invalidation_flow"),
+                                           "$.entries[1]: authentik_providers_oauth2.oauth2provider needs invalidation_flow"),
+    "scope mapping without its expression": (lambda doc: doc["entries"][0]["attrs"].pop("expression"),
+                                             "$.entries[0]: authentik_providers_oauth2.scopemapping needs expression"),
     "!Env with a scalar default": (_set(FLYTE_ATTRS + ["client_secret"], Tag("!Env", "FLYTE_OIDC_CLIENT_SECRET, changeme")),
                                    "!Env FLYTE_OIDC_CLIENT_SECRET, changeme is read as one name"),
 }
