@@ -13,7 +13,7 @@ description:
   - Walks every key path of O(values) (what the flyte role will give the new chart, O(overrides) merged in) down
     the new chart's default values (O(new_chart_values), the output of C(helm show values)) and, when the release
     is installed, down the installed chart's default values, which it reads from the release's Helm storage
-    Secret (so it works whatever the chart's source: repository, OCI or a local directory).
+    Secret (so it works whatever the chart's source, a repository, OCI or a local directory).
   - A key is refused when its first segment is not a top-level key of the new chart, when the installed chart had
     it and the new chart does not (removed or renamed), or when the new chart has a scalar or list where the key
     needs a mapping. Keys below mappings the installed chart had empty are free-form values and are accepted.
