@@ -28,7 +28,7 @@ from kubernetes import client
 
 from ansible_collections.homelab.flyte.tests.postgres import postgres_fixture
 from conftest import REPO, run_playbook
-from test_flyte_site import ROLES, release, site_vars
+from test_flyte_site import ROLES, site_vars
 
 postgres = postgres_fixture(scope="module", exec_passfile=True)
 HEALTH_SKIPS = ["admin_healthcheck", "oidc_discovery", "database_reachable"]
@@ -93,6 +93,13 @@ def deployment(api, postgres, tmp_path_factory):
     postgres.drop(databases=databases, roles=["flyte"] if created_owner else [])
 
 
+def release(namespace):
+    """The release as `helm list` shows it: revision, chart (name-version), status."""
+    [found] = json.loads(subprocess.run(["helm", "list", "-n", namespace, "--filter", "^flyte$", "-a", "-o", "json"],
+                                        check=True, capture_output=True, text=True).stdout)
+    return {**found, "revision": int(found["revision"])}
+
+
 def rows(postgres, database):
     tables = [row[0] for row in postgres.sql(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename", dbname=database)]
@@ -124,7 +131,7 @@ def test_1_compatibility_refuses_a_removed_key_before_any_write(deployment, k8s)
            "flyteagent; renamed to flyteconnector?" in refused.output, refused
     assert "(installed: flyte-core 1.15.3)" in refused.output
     assert refused.changed == 0, refused
-    assert release(namespace)["version"] == before["version"]
+    assert release(namespace)["revision"] == before["revision"]
     assert backups(k8s, namespace) == {} and dump_dirs(deployment) == []
 
 
@@ -134,8 +141,8 @@ def test_2_upgrade_from_1_15_to_1_16_then_nothing_to_do(deployment, api, k8s, po
     upgraded = run_playbook("playbooks/upgrade.yml", extra_vars=deployment["vars"])
     assert upgraded.rc == 0, upgraded
     after = release(namespace)
-    assert after["chart"] == "flyte-core-1.16.8" and after["version"] == before["version"] + 1, after
-    assert after["info"]["status"] == "deployed"
+    assert after["chart"] == "flyte-core-1.16.8" and after["revision"] == before["revision"] + 1, after
+    assert after["status"] == "deployed"
 
     taken = backups(k8s, namespace)
     assert len(taken) == 1, taken
@@ -151,7 +158,7 @@ def test_2_upgrade_from_1_15_to_1_16_then_nothing_to_do(deployment, api, k8s, po
     again = run_playbook("playbooks/upgrade.yml", extra_vars=deployment["vars"])
     assert again.rc == 0 and again.changed == 0, again
     assert "nothing to upgrade" in again.output
-    assert release(namespace)["version"] == after["version"]
+    assert release(namespace)["revision"] == after["revision"]
     assert len(backups(k8s, namespace)) == 1 and len(dump_dirs(deployment)) == 1
 
 
@@ -166,7 +173,7 @@ def test_3_a_failed_upgrade_rolls_back_and_its_dump_restores(deployment, api, po
         **deployment["vars"], "flyte_values_overrides": failing, "flyte_helm_timeout": 20})
     assert failed.rc != 0, failed
     status = release(namespace)
-    assert status["info"]["status"] == "deployed" and status["version"] == before["version"] + 2, status
+    assert status["status"] == "deployed" and status["revision"] == before["revision"] + 2, status
     assert status["chart"] == before["chart"]
     admin = client.AppsV1Api(api).read_namespaced_deployment("flyteadmin", namespace)
     assert not admin.spec.template.spec.node_selector
