@@ -11,8 +11,8 @@ chart's values.yaml and, where known, the installed chart's:
   or renamed, such as flyte-core 1.16 renaming flyteagent to flyteconnector);
 * it is in the installed chart's values but not in the new chart's: refused (a key removed or renamed
   deeper down);
-* it walks into a new value that is a scalar or a list (not null), so a mapping is set where the
-  chart has none: refused (a changed type);
+* it walks into a new value that is a scalar or a list where the installed chart had a mapping:
+  refused (a changed type; a scalar or list default that was one before is simply replaced);
 * otherwise accepted: below an empty or missing mapping of the installed chart lie free-form
   values (Flyte's configuration sections, for one), which the chart passes on as they are.
 """
@@ -71,7 +71,11 @@ def judge(path, new, old=None):
         if node_new is None:
             return None  # a null default: whatever is set below is passed on as it is
         if not isinstance(node_new, dict):
-            return path[:depth], "type"
+            # A scalar or list default is replaced by what is set (helm merges only mappings), unless the
+            # installed chart had a mapping here: then the new chart reads something else at this place.
+            if isinstance(node_old, dict):
+                return path[:depth], "type"
+            return None
         if segment not in node_new:
             if isinstance(node_old, dict) and segment in node_old:
                 return path[:depth + 1], "removed"

@@ -54,10 +54,18 @@ def test_free_form_values_below_known_mappings_are_accepted():
     assert cv.incompatible_keys(values, new, None) == []
 
 
-def test_a_scalar_where_a_mapping_is_set_is_refused():
+def test_a_scalar_where_the_installed_chart_had_a_mapping_is_refused():
     found = cv.incompatible_keys({"storage": {"s3": {"endpoint": "x"}}}, {"storage": {"s3": "now a string"}},
                                  {"storage": {"s3": {"endpoint": ""}}})
     assert [(entry["key"], entry["reason"]) for entry in found] == [("storage.s3.endpoint", "type")]
+
+
+def test_a_mapping_set_over_a_list_default_is_accepted():
+    # flyte-core's configmap.k8s.plugins.k8s.default-env-vars defaults to a list; helm replaces it.
+    chart = {"configmap": {"k8s": {"plugins": {"k8s": {"default-env-vars": []}}}}}
+    values = {"configmap": {"k8s": {"plugins": {"k8s": {"default-env-vars": {"FLYTE_AWS_ENDPOINT": "x"}}}}}}
+    assert cv.incompatible_keys(values, chart, chart) == []
+    assert cv.incompatible_keys(values, chart, None) == []
 
 
 def test_the_collections_own_values_fit_both_stand_in_shapes():
@@ -66,7 +74,8 @@ def test_the_collections_own_values_fit_both_stand_in_shapes():
               "storage": {"type": "s3", "bucketName": "b", "s3": {"endpoint": "e", "authType": "iam"}},
               "flyteadmin": {"initialProjects": ["p"], "env": []}, "datacatalog": {"podEnv": []},
               "workflow_scheduler": {"enabled": True, "type": "native"},
-              "cluster_resource_manager": {"enabled": True, "templates": []}}
+              "cluster_resource_manager": {"enabled": True, "templates": []},
+              "configmap": {"k8s": {"plugins": {"k8s": {"default-env-vars": {"FLYTE_AWS_ENDPOINT": "e"}}}}}}
     assert cv.incompatible_keys(values, STAND_IN, as_1_15(STAND_IN)) == []
 
 
