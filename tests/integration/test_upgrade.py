@@ -177,7 +177,7 @@ def test_3_a_failed_upgrade_rolls_back_and_its_dump_restores(deployment, api, po
     assert status["chart"] == before["chart"]
     admin = client.AppsV1Api(api).read_namespaced_deployment("flyteadmin", namespace)
     assert not admin.spec.template.spec.node_selector
-    match = re.search(r"homelab\.flyte\.restore -e restore_src=(\S+)", failed.output)
+    match = re.search(r"homelab\.flyte\.restore -e restore_src=(/[^\s'\"]+)", failed.output)
     assert match, failed
     dump = Path(match.group(1))
     assert dump in dump_dirs(deployment)
