@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
@@ -61,3 +62,66 @@ def exec_in_pod(api, namespace: str, pod: str, container: str, command: list[str
     causes = (status.get("details") or {}).get("causes") or []
     exit_code = next((int(c["message"]) for c in causes if c.get("reason") == "ExitCode"), 1)
     return exit_code, "".join(out), "".join(err) or status.get("message", "")
+
+
+def exec_in_pod_streaming(api, namespace: str, pod: str, container: str, command: list[str], *,
+                          sink=None, source: str | None = None, timeout: float = 3600,
+                          chunk: int = 256 * 1024) -> tuple[int, str]:
+    """Run a command in a container with binary stdout passed to `sink(bytes)` as it arrives, and the file
+    `source` (when given) sent as its stdin; returns (exit code, stderr).
+
+    Unlike exec_in_pod, nothing is held in memory: a dump of any size streams to disk. stdin is sent
+    from a thread while this one reads, so a command that writes while it reads cannot stall the
+    stream; it is half-closed afterwards where the API server speaks v5.channel.k8s.io, and commands
+    should not depend on that (read a known number of bytes, e.g. with head -c).
+    """
+    import threading  # pylint: disable=import-outside-toplevel
+    from kubernetes.stream import ws_client  # pylint: disable=import-outside-toplevel
+
+    response = stream(CoreV1Api(api).connect_get_namespaced_pod_exec, pod, namespace, container=container,
+                      command=command, stdin=source is not None, stdout=True, stderr=True, tty=False,
+                      _preload_content=False, binary=True, _request_timeout=timeout)
+    # The client also copies every frame into a buffer for read_all(), which this never calls.
+    if hasattr(ws_client, "_IgnoredIO"):
+        response._all = ws_client._IgnoredIO()  # pylint: disable=protected-access
+    failure = []
+
+    def send():
+        try:
+            with open(source, "rb") as handle:
+                for block in iter(lambda: handle.read(chunk), b""):
+                    response.write_stdin(block)
+            if hasattr(response, "close_channel"):
+                response.close_channel(0)
+        except Exception as error:  # noqa: BLE001 - reported after the command ends
+            failure.append(error)
+
+    sender = threading.Thread(target=send, daemon=True) if source is not None else None
+    if sender:
+        sender.start()
+    err = []
+    deadline = time.monotonic() + timeout
+    while response.is_open():
+        if time.monotonic() > deadline:
+            response.close()
+            raise TimeoutError(f"{command[0]} in pod {namespace}/{pod} did not finish within {timeout:.0f}s")
+        response.update(timeout=1)
+        out = response.read_channel(1)
+        if out and sink is not None:
+            sink(out)
+        error_bytes = response.read_channel(2)
+        if error_bytes:
+            err.append(error_bytes)
+    if sender:
+        sender.join(timeout=5)
+    status_raw = response.read_channel(3) or b"{}"
+    response.close()
+    stderr = b"".join(err).decode("utf-8", "replace")
+    status = json.loads(status_raw)
+    if failure and status.get("status") == "Success":
+        raise failure[0]
+    if status.get("status") == "Success":
+        return 0, stderr
+    causes = (status.get("details") or {}).get("causes") or []
+    exit_code = next((int(c["message"]) for c in causes if c.get("reason") == "ExitCode"), 1)
+    return exit_code, stderr or status.get("message", "")

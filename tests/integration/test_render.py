@@ -83,7 +83,8 @@ def test_render_writes_valid_manifests_and_no_secret(api, kubeconfig, tmp_path, 
              for d in yaml.safe_load_all(p.read_text()) if d}
     assert {("PersistentVolumeClaim", "flyte-artifacts"), ("Cluster", "flyte-postgres"),
             ("Database", "flyte-postgres-datacatalog"), ("ConfigMap", "authentik-blueprint-flyte"),
-            ("HTTPRoute", "flyte"), ("GRPCRoute", "flyte"), ("CiliumNetworkPolicy", "flyte-default-deny")} <= kinds
+            ("HTTPRoute", "flyte"), ("GRPCRoute", "flyte"), ("CiliumNetworkPolicy", "flyte-default-deny"),
+            ("ObjectStore", "flyte-postgres-backups"), ("ScheduledBackup", "flyte-postgres-daily")} <= kinds
 
     # The real API server, with the real CRDs, accepts every rendered object.
     core = client.CoreV1Api(api)

@@ -46,7 +46,7 @@ NODE_COUNT = int(os.environ.get("HOMELAB_FLYTE_PLATFORM_NODES", "3"))
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Components in start order; down stops them in reverse.
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "cnpg-backup"]
 
 
 def log(message: str) -> None:
@@ -200,6 +200,8 @@ def command_lines() -> dict[str, list[str]]:
             f"--tls-cert-file={pki / 'kwok.crt'}", f"--tls-private-key-file={pki / 'kwok.key'}",
             "--node-lease-duration-seconds=40",
         ],
+        # The status CloudNativePG writes on Backups depends on other objects: a small controller, not a Stage.
+        "cnpg-backup": [sys.executable, str(HERE / "simulations" / "cnpg_backup.py"), f"--kubeconfig={kubeconfig}"],
     }
 
 
@@ -384,6 +386,7 @@ def cmd_up() -> None:
         install_content()
         # kwok resolves every Stage's resource at start, so the CRDs must be served first.
         start("kwok", lines["kwok"])
+        start("cnpg-backup", lines["cnpg-backup"])
         wait_for(f"{NODE_COUNT} Ready kwok nodes", cluster_ready, 120, "kwok")
         log(f"started in {time.monotonic() - started:.1f}s")
     print(usage())

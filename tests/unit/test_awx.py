@@ -566,7 +566,8 @@ def test_configure_registers_ee_project_and_inventory(configured):
 def test_configure_registers_the_job_templates_with_their_surveys(configured):
     calls = configured[1]
     templates = {c["playbook"]: c for c in calls_of(calls, "job_template")}
-    assert set(templates) == {"playbooks/site.yml", "playbooks/health.yml", "playbooks/seed.yml", "playbooks/teardown.yml"}
+    assert set(templates) == {"playbooks/site.yml", "playbooks/health.yml", "playbooks/seed.yml", "playbooks/teardown.yml",
+                              "playbooks/upgrade.yml", "playbooks/restore.yml"}
     for playbook, template in templates.items():
         assert template["credentials"] == [AWX_VARS["homelab_flyte_awx_kubernetes_credential"],
                                            AWX_VARS["homelab_flyte_awx_onepassword_credential"]]
@@ -581,6 +582,8 @@ def test_configure_registers_the_job_templates_with_their_surveys(configured):
     # The job template's own extra variables reach AWX as templates, for AWX to render at launch.
     assert templates["playbooks/seed.yml"]["extra_vars"]["flyte_seed_projects"].startswith("{{")
     assert templates["playbooks/teardown.yml"]["extra_vars"]["teardown_delete_volumes"].startswith("{{")
+    assert templates["playbooks/upgrade.yml"]["survey_spec"] == load_survey(AWX_DIR / "surveys" / "upgrade.json")
+    assert templates["playbooks/restore.yml"]["survey_spec"] == load_survey(AWX_DIR / "surveys" / "restore.json")
 
 
 def test_configure_without_credential_values_only_names_credentials(fake_awx, tmp_path):

@@ -80,7 +80,9 @@ def test_owner_password_becomes_a_verifier():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ({"connection": "direct"}, "missing required arguments: owner"),
+    ({"connection": "direct", "login_host": "h"}, "state is present but all of the following are missing: owner"),
+    ({"state": "restored", "src": "/d", "cluster": "c", "namespace": "n"}, "state is restored but all of the following are missing: owner"),
+    ({"state": "dumped", "cluster": "c", "namespace": "n"}, "state is dumped but all of the following are missing: dest"),
     ({"connection": "direct", "owner": "flyte"}, "connection is direct but all of the following are missing: login_host"),
     ({"owner": "flyte", "cluster": "c"}, "connection is kubernetes but all of the following are missing: namespace"),
     ({"owner": "flyte"}, "missing: cluster, namespace"),
