@@ -24,7 +24,7 @@ DIRECT = "tests/integration/playbooks/flyte_database_direct.yml"
 KUBERNETES = "tests/integration/playbooks/flyte_database_kubernetes.yml"
 DB_ALL = ["CONNECT", "CREATE", "TEMPORARY"]
 
-postgres = postgres_fixture(exec_passfile=True)
+postgres = postgres_fixture()
 
 
 @pytest.fixture
