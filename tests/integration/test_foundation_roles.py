@@ -105,12 +105,18 @@ def test_reference_deployment_roles_converge_then_change_nothing(api, k8s, clean
     core = client.CoreV1Api(api)
     item = decoded(core.read_namespaced_secret("flyte-secrets", namespace))
     assert set(item) == {"username", "password", "oidc-client-id", "oidc-client-secret"}
+    # The database credentials are the 1Password operator's too: a second item, typed basic-auth, with every field.
     db_secret = core.read_namespaced_secret("flyte-db-credentials", namespace)
     assert db_secret.type == "kubernetes.io/basic-auth"
-    assert decoded(db_secret) == {"username": item["username"], "password": item["password"]}
+    assert decoded(db_secret) == item
+    assert db_secret.metadata.labels["cnpg.io/reload"] == "true"
+    assert db_secret.metadata.annotations["operator.1password.io/auto-restart"] == "true"
+    assert [(ref.kind, ref.name) for ref in db_secret.metadata.owner_references] == [("OnePasswordItem", "flyte-db-credentials")]
 
     opi = read(k8s, "onepassword.com/v1", "OnePasswordItem", "flyte-secrets", namespace)
-    assert opi["spec"] == {"itemPath": "vaults/Secrets/items/flyte-secrets"}
+    assert opi["spec"] == {"itemPath": "vaults/Secrets/items/flyte-secrets"} and "type" not in opi
+    db_item = read(k8s, "onepassword.com/v1", "OnePasswordItem", "flyte-db-credentials", namespace)
+    assert db_item["spec"] == opi["spec"] and db_item["type"] == "kubernetes.io/basic-auth"
 
     cluster = read(k8s, "postgresql.cnpg.io/v1", "Cluster", "flyte-postgres", namespace)
     assert contains(cluster["spec"], {
@@ -245,7 +251,8 @@ def test_operator_item_not_found_reports_the_operator_status(cleanup):
     assert run.rc != 0, run
     flat = " ".join(run.output.split())
     assert ("did not sync username, password, oidc-client-id, oidc-client-secret of vaults/Elsewhere/items/flyte-secrets" in flat
-            and "Operator status: item vaults/Elsewhere/items/flyte-secrets not found in the simulated vault" in flat), run
+            and "Operator status: failed to retrieve item: failed to 'getVaultID' for vaultNameOrID='Elsewhere': "
+                "no vaults found with identifier \"Elsewhere\"" in flat), run
 
 
 def test_connect_backend_with_a_wrong_token_says_so(cleanup, connect_server):
