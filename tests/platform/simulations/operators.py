@@ -1185,7 +1185,7 @@ def main(argv: list[str]) -> int:
         for part in parts:
             try:
                 part.step()
-            except (ApiError, urllib.error.URLError, OSError) as error:  # the API server busy or restarting
+            except (ApiError, PgError, urllib.error.URLError, OSError) as error:  # the API server or PostgreSQL away
                 log(f"{type(part).__name__}: {error} (retrying)")
             except Exception:  # noqa: BLE001 - a simulation keeps running, and says what went wrong
                 log(f"{type(part).__name__}: " + traceback.format_exc().strip().replace("\n", "\n    "))
