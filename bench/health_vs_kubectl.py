@@ -89,7 +89,7 @@ class Database:
         self.user, self.name, self.note, self._manager, self._server = "flyte", "flyteadmin", "", None, None
         try:
             from ansible_collections.homelab.flyte.tests.postgres import running_postgres
-            self._manager = running_postgres(exec_passfile=True)
+            self._manager = running_postgres()
             self._server = self._manager.__enter__()
         except Exception as error:  # noqa: BLE001 - no harness, no binaries, port taken
             self._manager = None

@@ -1,8 +1,13 @@
 """A real, throw-away PostgreSQL server for the tests: 127.0.0.1:25432, superuser `postgres` with a password.
 
 tests/platform/simulations/postgres-exec.yaml sends `kubectl exec ... -c postgres -- psql ...` into a
-simulated CloudNativePG instance to this address, so the same server serves the tests of direct
-connections and of connections through the Kubernetes API.
+simulated CloudNativePG instance to this server's Unix socket, so the same server serves the tests of
+direct connections and of connections through the Kubernetes API.
+
+It authenticates as a CloudNativePG instance does (pg_hba.conf and pg_ident.conf as the instance
+manager writes them, cloudnative-pg v1.30 pkg/postgres/configuration.go): over the socket by `peer`
+with the ident map `local`, which admits only the database user `postgres`; over TCP by
+SCRAM-SHA-256 password. So `psql -U flyte` through the socket fails here as on a real cluster.
 
     with running_postgres() as server:         # or, in a test module: postgres = postgres_fixture()
         server.sql("SELECT 1")
@@ -40,6 +45,46 @@ HOST = "127.0.0.1"
 PORT = int(os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432"))
 SUPERUSER = "postgres"
 PREFERRED_VERSION = "15"
+# Where the server's Unix socket lives, a fixed path per port: the kwok exec simulation
+# (tests/platform/simulations/postgres-exec.yaml) and the operator simulations connect there, as
+# libpq in a CloudNativePG container reaches the instance at PGHOST=/controller/run.
+SOCKET_DIR_TEMPLATE = "/tmp/homelab-flyte-pg-{port}.socket"
+
+
+def socket_dir(port: int = PORT) -> Path:
+    return Path(SOCKET_DIR_TEMPLATE.format(port=port))
+
+
+def platform_os_user() -> str:
+    """The OS user that runs the tests and the platform, hence kwok's exec processes (root in CI)."""
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def hba_rules() -> str:
+    """pg_hba.conf: the fixed and default rules of a CloudNativePG instance (no user-defined rules).
+
+    CloudNativePG also writes three `hostssl ... cert` rules (streaming_replica, the pooler); this
+    server has no TLS, so PostgreSQL could never match them, and they are left out.
+    """
+    return ("local all cnpg_metrics_exporter peer map=cnpg_metrics_exporter\n"
+            "local all all peer map=local\n"
+            "host all all all scram-sha-256\n")
+
+
+def ident_rules(os_user: str) -> str:
+    """pg_ident.conf: CloudNativePG's fixed maps, with os_user where the instance has `postgres`.
+
+    In an instance pod every process, psql started by `kubectl exec` included, runs as the OS user
+    `postgres`, which the map `local` lets in as the database user postgres and nobody else. Here
+    kwok runs the exec's psql as the OS user that runs the platform (root in CI; switching to
+    another user would need root everywhere), so that user takes the container user's place in the
+    map: it is admitted as postgres over the socket, and as no other database user.
+    """
+    return (f"local {os_user} postgres\n"
+            "cnpg_streaming_replica streaming_replica streaming_replica\n"
+            "cnpg_pooler_pgbouncer cnpg_pooler_pgbouncer cnpg_pooler_pgbouncer\n"
+            f"cnpg_metrics_exporter {os_user} cnpg_metrics_exporter\n")
 
 
 class PostgresUnavailable(Exception):
@@ -67,13 +112,11 @@ def port_in_use(host: str, port: int) -> bool:
 class PostgresServer:
     """One PostgreSQL instance in a temporary directory. start() and stop(), or use running_postgres()."""
 
-    def __init__(self, port: int = PORT, exec_passfile: bool = False):
+    def __init__(self, port: int = PORT):
         self.host, self.port, self.user = HOST, port, SUPERUSER
         self.password = secrets.token_urlsafe(18)
-        self.exec_passfile = exec_passfile
         self.bin_dir: Path | None = None
         self.root: Path | None = None
-        self._passfile_written = False
         self._lock = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -101,11 +144,14 @@ class PostgresServer:
         self._wait_for_port(wait)
         self.root = Path(tempfile.mkdtemp(prefix="homelab-flyte-pg-"))
         try:
+            # Nothing else can use this port's socket directory while the lock is held and the port is free.
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir.mkdir(mode=0o700)
             pwfile = self.root / "pwfile"
             pwfile.write_text(self.password + "\n")
             if os.geteuid() == 0:
-                os.chown(self.root, server_user.pw_uid, server_user.pw_gid)
-                os.chown(pwfile, server_user.pw_uid, server_user.pw_gid)
+                for path in (self.root, pwfile, self.socket_dir):
+                    os.chown(path, server_user.pw_uid, server_user.pw_gid)
             os.chmod(self.root, 0o700)
             self._run([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}",
                        "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C.UTF-8",
@@ -113,18 +159,16 @@ class PostgresServer:
             pwfile.unlink()
             with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write(f"\nlisten_addresses = '{self.host}'\nport = {self.port}\n"
-                           f"unix_socket_directories = '{self.root}'\n"
+                           f"unix_socket_directories = '{self.socket_dir}'\n"
                            "password_encryption = 'scram-sha-256'\n"
                            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                            "max_connections = 50\nshared_buffers = 32MB\n")
-            # Only these two ways in: the server's own socket without a password (nothing here uses
-            # it), and TCP on loopback with the password.
-            (self.data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+            # The ways in of a CloudNativePG instance: the socket by peer (postgres only), TCP by password.
+            (self.data / "pg_hba.conf").write_text(hba_rules())
+            (self.data / "pg_ident.conf").write_text(ident_rules(platform_os_user()))
             self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                        "-o", "-c logging_collector=off", "start"], "pg_ctl start")
             self._wait_ready(60)
-            if self.exec_passfile:
-                self._write_passfile()
         except BaseException:
             self.stop()
             raise
@@ -184,14 +228,18 @@ class PostgresServer:
                            f"{error}{self.log_tail()}")
 
     def stop(self) -> None:
-        self._restore_passfile()
         if self.root is not None:
             if (self.data / "postmaster.pid").exists():
                 subprocess.run(self._as_server_user([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast",
                                                      "-w", "-t", "30", "stop"]), capture_output=True, check=False)
             shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.root = None
         self._release_turn()
+
+    @property
+    def socket_dir(self) -> Path:
+        return socket_dir(self.port)
 
     @property
     def data(self) -> Path:
@@ -206,30 +254,6 @@ class PostgresServer:
             return "\n--- server log ---\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except (OSError, TypeError):
             return ""
-
-    # -- the simulated container's login -------------------------------------------------------------
-
-    @property
-    def passfile(self) -> Path:
-        """Where tests/platform/simulations/postgres-exec.yaml points libpq's PGPASSFILE."""
-        return Path(f"/tmp/homelab-flyte-pg-{self.port}.pgpass")
-
-    def _write_passfile(self) -> None:
-        """Let psql started by kwok's exec simulation log in as `postgres` without a password argument.
-
-        In a CloudNativePG pod, psql reaches the server over the local socket with peer
-        authentication; the simulation can only send it to this TCP address, where the password is
-        required, so it points libpq at this file. stop() removes it.
-        """
-        self.passfile.write_text("")
-        self.passfile.chmod(0o600)
-        self.passfile.write_text(f"{self.host}:{self.port}:*:{self.user}:{self.password}\n")
-        self._passfile_written = True
-
-    def _restore_passfile(self) -> None:
-        if self._passfile_written:
-            self.passfile.unlink(missing_ok=True)
-            self._passfile_written = False
 
     # -- helpers for tests ---------------------------------------------------------------------------
 
@@ -267,13 +291,10 @@ _shared: dict = {"server": None, "users": 0}
 
 
 @contextlib.contextmanager
-def running_postgres(exec_passfile: bool = False):
+def running_postgres():
     """The test server, started on first use and stopped when its last user leaves."""
     if _shared["server"] is None:
-        _shared["server"] = PostgresServer(exec_passfile=exec_passfile).start()
-    elif exec_passfile and not _shared["server"].exec_passfile:
-        _shared["server"].exec_passfile = True
-        _shared["server"]._write_passfile()
+        _shared["server"] = PostgresServer().start()
     _shared["users"] += 1
     try:
         yield _shared["server"]
@@ -284,17 +305,14 @@ def running_postgres(exec_passfile: bool = False):
             server.stop()
 
 
-def postgres_fixture(scope: str = "session", exec_passfile: bool = False):
-    """A pytest fixture of the running test server; assign it in a test module: `postgres = postgres_fixture()`.
-
-    exec_passfile: also let psql run by the platform's exec simulation log in (see _write_passfile).
-    """
+def postgres_fixture(scope: str = "session"):
+    """A pytest fixture of the running test server; assign it in a test module: `postgres = postgres_fixture()`."""
     import pytest
 
     @pytest.fixture(scope=scope)
     def postgres():
         try:
-            manager = running_postgres(exec_passfile=exec_passfile)
+            manager = running_postgres()
             server = manager.__enter__()
         except PostgresUnavailable as reason:
             pytest.skip(f"no test PostgreSQL: {reason}")

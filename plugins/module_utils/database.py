@@ -44,6 +44,10 @@ MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names, which
 RESERVED_ROLES = ("public", "none", "current_user", "session_user", "current_role")
 APPLICATION_NAME = "homelab.flyte.flyte_database"
 PRIMARY_SELECTOR = "cnpg.io/cluster={cluster},cnpg.io/instanceRole=primary"
+# The one database user a CloudNativePG instance admits over its Unix socket: pg_hba.conf has
+# `local all all peer map=local`, and pg_ident.conf maps only the OS user postgres to it
+# (cloudnative-pg pkg/postgres/configuration.go). Every other user logs in over TCP with a password.
+LOCAL_SUPERUSER = "postgres"
 
 
 class DatabaseError(Exception):
@@ -52,6 +56,22 @@ class DatabaseError(Exception):
     def __init__(self, message, executed=None):
         super().__init__(message)
         self.executed = list(executed or [])
+
+
+class PrimaryError(DatabaseError):
+    """No single Running primary to run psql in: what is wrong (problem) and what to look at (hint)."""
+
+    def __init__(self, problem, hint):
+        super().__init__(f"{problem} {hint} Nothing was changed.")
+        self.problem, self.hint = problem, hint
+
+
+class PsqlError(DatabaseError):
+    """psql in the pod failed: the message explains it; rc, stdout and stderr are psql's own."""
+
+    def __init__(self, message, rc, stdout, stderr):
+        super().__init__(message)
+        self.rc, self.stdout, self.stderr = rc, stdout, stderr
 
 
 # -- names and quoting ----------------------------------------------------------------------------
@@ -555,36 +575,60 @@ def _server_message(error):
 
 
 def choose_primary(pods, cluster, namespace, container):
-    """The name of the one Running primary among `pods` ({name, phase, deleting, containers}), or DatabaseError."""
+    """The name of the one Running primary among `pods` ({name, phase, deleting, containers}), or PrimaryError."""
     selector = PRIMARY_SELECTOR.format(cluster=cluster)
     live = [pod for pod in pods if not pod.get("deleting")]
     if not live:
-        raise DatabaseError(
-            f"The CloudNativePG cluster {cluster} in namespace {namespace} has no primary pod (none labelled "
-            f"{selector}). Check that the Cluster exists and is healthy: kubectl get cluster {cluster} -n {namespace}; "
-            f"kubectl get pods -n {namespace} -l cnpg.io/cluster={cluster}. Nothing was changed.")
+        raise PrimaryError(
+            f"The CloudNativePG cluster {cluster} in namespace {namespace} has no primary pod (none labelled {selector}).",
+            f"Check that the Cluster exists and is healthy: kubectl get cluster {cluster} -n {namespace}; "
+            f"kubectl get pods -n {namespace} -l cnpg.io/cluster={cluster}.")
     if len(live) > 1:
-        raise DatabaseError(
+        raise PrimaryError(
             f"The CloudNativePG cluster {cluster} in namespace {namespace} has {len(live)} pods labelled primary "
-            f"({', '.join(sorted(pod['name'] for pod in live))}): a switchover is under way. Run the task again "
-            "once it has finished. Nothing was changed.")
+            f"({', '.join(sorted(pod['name'] for pod in live))}): a switchover is under way.",
+            "Run the task again once it has finished.")
     pod = live[0]
     if pod.get("phase") != "Running":
-        raise DatabaseError(
-            f"The primary pod {namespace}/{pod['name']} of CloudNativePG cluster {cluster} is {pod.get('phase') or 'in no phase'}, "
-            f"not Running. Wait for the cluster to be healthy (kubectl get cluster {cluster} -n {namespace}). Nothing was changed.")
+        raise PrimaryError(
+            f"The primary pod {namespace}/{pod['name']} of CloudNativePG cluster {cluster} is "
+            f"{pod.get('phase') or 'in no phase'}, not Running.",
+            f"Wait for the cluster to be healthy (kubectl get cluster {cluster} -n {namespace}).")
     if container not in pod.get("containers", []):
-        raise DatabaseError(
+        raise PrimaryError(
             f"The primary pod {namespace}/{pod['name']} of CloudNativePG cluster {cluster} has no container {container} "
-            f"(it has {', '.join(pod.get('containers', [])) or 'none'}). Set container. Nothing was changed.")
+            f"(it has {', '.join(pod.get('containers', [])) or 'none'}).", "Set container.")
     return pod["name"]
 
 
 def pod_summary(pod):
-    """The parts of a V1Pod that choose_primary() looks at."""
+    """The parts of a pod that choose_primary() looks at, from a V1Pod or a pod as the API's JSON."""
+    if isinstance(pod, dict):
+        metadata, status, spec = pod.get("metadata") or {}, pod.get("status") or {}, pod.get("spec") or {}
+        return {"name": metadata.get("name"), "phase": status.get("phase"),
+                "deleting": metadata.get("deletionTimestamp") is not None,
+                "containers": [container.get("name") for container in spec.get("containers") or []]}
     return {"name": pod.metadata.name, "phase": pod.status.phase if pod.status else None,
             "deleting": pod.metadata.deletion_timestamp is not None,
             "containers": [container.name for container in (pod.spec.containers if pod.spec else [])]}
+
+
+def login_check(user, with_password=False):
+    """The query (run as postgres in the user's database) that says whether `user` may log in there, as JSON.
+
+    It reads pg_authid (superusers only), so it is run over the instance's socket as postgres, the
+    one user CloudNativePG lets in there. The stored verifier is read only when a password is to be
+    compared (password_matches(), on this side): the password itself is never sent anywhere.
+    """
+    verifier = "r.rolpassword" if with_password else "NULL::text"
+    return statement(
+        "SELECT jsonb_build_object('database', current_database(), 'login_user', current_user, "
+        "'role', (SELECT jsonb_build_object('login', r.rolcanlogin, 'password', r.rolpassword IS NOT NULL, "
+        "'valid_until', r.rolvaliduntil::text, 'expired', coalesce(r.rolvaliduntil < now(), false), "
+        "'verifier', " + verifier + ") FROM pg_catalog.pg_authid AS r WHERE r.rolname = {}), "
+        "'connect', CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {}) "
+        "THEN has_database_privilege({}, current_database(), 'CONNECT') END)::text",
+        Literal(user), Literal(user), Literal(user))
 
 
 def psql_command(user, database, statements, transaction=False, connect_timeout=10):
@@ -611,8 +655,9 @@ def explain_psql_failure(rc, stdout, stderr, where, user, database):
         return (f"psql cannot be run in {where}: {message}. The container must be a CloudNativePG "
                 "PostgreSQL instance (set container).")
     if "authentication failed" in lowered or "no password supplied" in lowered:
-        return (f"psql in {where} could not log in to PostgreSQL as {user}: {message}. CloudNativePG lets the local "
-                "postgres user in by peer authentication; set login_user to a superuser that may log in locally.")
+        return (f"psql in {where} could not log in to PostgreSQL as {user}: {message}. Over an instance's socket "
+                f"CloudNativePG admits only {LOCAL_SUPERUSER} (peer authentication, ident map local): set login_user "
+                f"to {LOCAL_SUPERUSER}.")
     if rc == 2 or "connection to server" in lowered or "could not connect" in lowered or "psql: error:" in lowered:
         return (f"psql in {where} could not connect to PostgreSQL (database {database}, user {user}): {message}. "
                 "Check that the instance is up and login_user/login_db exist.")
@@ -638,7 +683,7 @@ class PsqlBackend:
         where = f"pod {self.namespace}/{self.pod} (container {self.container})"
         rc, stdout, stderr = self.run(self.namespace, self.pod, self.container, argv)
         if rc != 0 or "ERROR:" in (stderr or ""):
-            raise DatabaseError(explain_psql_failure(rc, stdout, stderr, where, self.user, dbname))
+            raise PsqlError(explain_psql_failure(rc, stdout, stderr, where, self.user, dbname), rc, stdout, stderr)
         return stdout
 
     def query_json(self, database, stmt):

@@ -31,8 +31,20 @@ try:
 except ImportError:  # AnsibleK8SModule reports a missing PyYAML itself
     yaml = None
 
-# One place decides whether psycopg is usable: the database module_utils.
-from ansible_collections.homelab.flyte.plugins.module_utils.database import HAS_PSYCOPG
+# One place decides whether psycopg is usable, finds the primary and runs psql in it: the database module_utils.
+from ansible_collections.homelab.flyte.plugins.module_utils.database import (
+    HAS_PSYCOPG,
+    LOCAL_SUPERUSER,
+    PRIMARY_SELECTOR,
+    DatabaseError,
+    PrimaryError,
+    PsqlBackend,
+    PsqlError,
+    choose_primary,
+    login_check,
+    password_matches,
+    pod_summary,
+)
 
 if HAS_PSYCOPG:
     import psycopg
@@ -228,41 +240,44 @@ def check_database_cluster(namespace: str, cluster_name: str, cluster: dict | No
     return result(name, WARN if ready > 0 else FAIL, words, hint, details)
 
 
-def psql_command(user: str, database: str) -> list[str]:
-    """The reference's `psql -U <user> -d <db>`, non-interactive (-w: never prompt) with one query."""
-    return ["psql", "-U", user, "-d", database, "-w", "-c", "select 1"]
-
-
 def check_database_query(attempt: dict) -> dict:
-    """The outcome of `select 1` as the database user on the database, through exec or a direct connection.
+    """The outcome of reaching the database: psql through exec into the primary, or a direct connection.
 
-    attempt: via (exec|direct), target (pod or host:port), user, database, and either rc/stdout/stderr
-    (exec) or error (direct, or an exec that could not start), plus namespace/cluster for hints.
+    attempt: via (exec|direct), target (pod or host:port), user, database, namespace, cluster, and
+    either rc 0 and (exec) the login check's `login` document with `password_compared`/`password_ok`,
+    or the failure: rc/stdout/stderr of psql, `error` (a direct connection, or an exec that could not
+    start), or `no_pod` with `problem`/`hint` from the primary's lookup.
     """
     name = "database_reachable"
     user, database, target = attempt["user"], attempt["database"], attempt["target"]
     namespace, cluster = attempt.get("namespace"), attempt.get("cluster")
-    how = f"psql -U {user} -d {database} in {target}" if attempt["via"] == "exec" else f"{user}@{target}/{database}"
+    via_exec = attempt["via"] == "exec"
+    how = f"psql -U {LOCAL_SUPERUSER} -d {database} in {target}" if via_exec else f"{user}@{target}/{database}"
     details = {k: attempt.get(k) for k in ("via", "target", "user", "database", "command", "rc")}
+    if via_exec:
+        details["login_user"] = LOCAL_SUPERUSER
+    if attempt.get("no_pod"):
+        return result(name, FAIL, attempt["problem"], attempt["hint"], details)
     if attempt.get("error") is None and attempt.get("rc", 1) == 0:
-        return result(name, OK, f"{how} answered select 1", "", details)
+        if not via_exec:
+            return result(name, OK, f"{how} answered select 1", "", details)
+        return check_database_login(attempt, details)
     text = (attempt.get("error") or "") + "\n" + (attempt.get("stderr") or "") + "\n" + (attempt.get("stdout") or "")
     text = text.strip()
     lowered = text.lower()
-    pod_logs = f"kubectl -n {namespace} logs {target} -c postgres" if attempt["via"] == "exec" else \
+    pod_logs = f"kubectl -n {namespace} logs {target} -c postgres" if via_exec else \
         f"kubectl -n {namespace} logs -l cnpg.io/cluster={cluster},cnpg.io/instanceRole=primary -c postgres"
-    by_hand = f"kubectl -n {namespace} exec -it {target if attempt['via'] == 'exec' else cluster + '-1'} -- psql -U {user} -d {database}"
-    if attempt.get("no_pod"):
-        message = f"no primary instance pod of the Cluster {cluster} (label cnpg.io/instanceRole=primary) in {namespace}"
-        hint = f"kubectl -n {namespace} get pods -l cnpg.io/cluster={cluster} -L cnpg.io/instanceRole; kubectl -n {namespace} get cluster {cluster}"
-    elif f'database "{database}" does not exist' in text:
+    pod = target if via_exec else cluster + "-1"
+    by_hand = f"kubectl -n {namespace} exec -it {pod} -c postgres -- psql -U {LOCAL_SUPERUSER} -d {database}"
+    if f'database "{database}" does not exist' in text:
         message = f"the database {database} does not exist on the Cluster {cluster}"
         hint = (f"CloudNativePG creates it at bootstrap (spec.bootstrap.initdb.database): kubectl -n {namespace} get cluster "
                 f"{cluster} -o jsonpath='{{.spec.bootstrap}}'; {by_hand.replace(database, 'postgres', 1)} -c '\\l'")
     elif "peer authentication failed" in lowered:
-        message = f"PostgreSQL refused the user {user} over the pod's local socket: {_last_line(text)}"
-        hint = ("CloudNativePG's peer map lets a psql run in the pod log in as postgres only: set database.user to postgres "
-                "(which still proves the database answers), or test the user's password with database.host and database.password")
+        message = f"PostgreSQL refused {LOCAL_SUPERUSER} over the pod's local socket: {_last_line(text)}"
+        hint = (f"CloudNativePG's ident map `local` admits the pod's OS user postgres as {LOCAL_SUPERUSER}: is the "
+                f"Cluster's spec.postgresql.pg_ident or pg_hba changed? kubectl -n {namespace} get cluster {cluster} "
+                "-o jsonpath='{.spec.postgresql}'")
     elif f'role "{user}" does not exist' in text or "authentication failed" in lowered or "no password supplied" in lowered:
         message = f"PostgreSQL refused the user {user}: {_last_line(text)}"
         hint = (f"the owner in spec.bootstrap.initdb.owner and the credentials Secret must both name {user}: kubectl -n {namespace} "
@@ -281,6 +296,43 @@ def check_database_query(attempt: dict) -> dict:
                   f"{_last_line(text) or 'no output'}"
         hint = f"{by_hand}; {pod_logs}"
     return result(name, FAIL, message, hint, details)
+
+
+def check_database_login(attempt: dict, details: dict) -> dict:
+    """Whether the user may log in to the database, from the login check's document (read as postgres)."""
+    name = "database_reachable"
+    user, database, target = attempt["user"], attempt["database"], attempt["target"]
+    namespace, cluster = attempt.get("namespace"), attempt.get("cluster")
+    document = attempt.get("login")
+    role = document.get("role") if isinstance(document, dict) else None
+    secret_hint = (f"the owner in spec.bootstrap.initdb.owner and its credentials Secret must both name {user}, and CloudNativePG "
+                   f"applies the Secret's password: kubectl -n {namespace} get cluster {cluster} -o jsonpath='{{.spec.bootstrap.initdb}}'")
+    reload_hint = ("CloudNativePG applies the password of spec.bootstrap.initdb.secret when that Secret changes and is labelled "
+                   f"cnpg.io/reload (the secrets role labels it): kubectl -n {namespace} get cluster {cluster} "
+                   "-o jsonpath='{.status.secretsResourceVersion}'; kubectl -n " + str(namespace) + f" logs {target} -c postgres")
+    if not isinstance(document, dict) or "role" not in document:
+        return result(name, FAIL, f"psql -U {LOCAL_SUPERUSER} -d {database} in {target} printed no login check: "
+                      f"{_excerpt(attempt.get('stdout'))}", f"kubectl -n {namespace} logs {target} -c postgres", details)
+    if role is None:
+        return result(name, FAIL, f"the role {user} does not exist on the Cluster {cluster}", secret_hint, details)
+    if not role.get("login"):
+        return result(name, FAIL, f"the role {user} exists but may not log in (NOLOGIN)", secret_hint, details)
+    if not role.get("password"):
+        return result(name, FAIL, f"the role {user} has no password: PostgreSQL refuses it over TCP, and CloudNativePG admits "
+                      f"only {LOCAL_SUPERUSER} over the socket", reload_hint, details)
+    if role.get("expired"):
+        return result(name, FAIL, f"the password of {user} expired at {role.get('valid_until')}",
+                      f"managed roles set it with validUntil: kubectl -n {namespace} get cluster {cluster} -o jsonpath='{{.spec.managed}}'",
+                      details)
+    if not document.get("connect"):
+        return result(name, FAIL, f"the role {user} may not connect to {database} (no CONNECT privilege)",
+                      f"GRANT CONNECT ON DATABASE {database} TO {user} (homelab.flyte.flyte_database grants it)", details)
+    if attempt.get("password_compared") and not attempt.get("password_ok"):
+        return result(name, FAIL, f"the password given (database.password) is not the one PostgreSQL holds for {user}",
+                      reload_hint, details)
+    compared = "the password matches" if attempt.get("password_compared") else "the password was not compared"
+    return result(name, OK, f"{user} may log in to {database} (LOGIN, a password, CONNECT; {compared}), "
+                  f"as {LOCAL_SUPERUSER} found over the socket of {target}", "", details)
 
 
 def _last_line(text: str) -> str:
@@ -906,19 +958,38 @@ def plan(params: dict) -> list[Check]:
             except Exception as error:  # noqa: BLE001 - psycopg's OperationalError and the like
                 attempt["error"] = " ".join(str(error).split())
             return check_database_query(attempt)
-        primaries = r.list("v1", "pods", db_namespace, f"cnpg.io/cluster={cluster},cnpg.io/instanceRole=primary")
-        primaries = [p for p in primaries if not p["metadata"].get("deletionTimestamp")]
-        if not primaries:
-            attempt.update(via="exec", target=f"{cluster} primary", no_pod=True, error="no primary pod")
-            return check_database_query(attempt)
-        pod = sorted(p["metadata"]["name"] for p in primaries)[0]
-        command = psql_command(database["user"], database["name"])
-        attempt.update(via="exec", target=pod, command=command)
+        pods = r.list("v1", "pods", db_namespace, PRIMARY_SELECTOR.format(cluster=cluster))
         try:
-            rc, out, err = r.exec(db_namespace, pod, database["container"], command, timeout=check_timeout)
-            attempt.update(rc=rc, stdout=out, stderr=err)
-        except Exception as error:  # noqa: BLE001 - the API server refusing the exec
-            attempt["error"] = " ".join(str(getattr(error, "body", None) or error).split())
+            pod = choose_primary([pod_summary(p) for p in pods], cluster, db_namespace, database["container"])
+        except PrimaryError as error:
+            attempt.update(via="exec", target=f"{cluster} primary", no_pod=True, problem=error.problem, hint=error.hint)
+            return check_database_query(attempt)
+        password = database.get("password")
+
+        def run(namespace, pod_name, container, argv):
+            attempt["command"] = argv
+            try:
+                return r.exec(namespace, pod_name, container, argv, timeout=check_timeout)
+            except Exception as error:  # noqa: BLE001 - the API server refusing the exec
+                raise DatabaseError(" ".join(str(getattr(error, "body", None) or error).split())) from None
+
+        attempt.update(via="exec", target=pod)
+        backend = PsqlBackend(run, db_namespace, pod, database["container"], LOCAL_SUPERUSER, database["name"],
+                              connect_timeout=max(1, int(check_timeout)))
+        try:
+            document = backend.query_json(None, login_check(database["user"], with_password=password is not None))
+        except PsqlError as error:
+            attempt.update(rc=error.rc, stdout=error.stdout, stderr=error.stderr)
+            return check_database_query(attempt)
+        except DatabaseError as error:
+            attempt["error"] = str(error)
+            return check_database_query(attempt)
+        role = document.get("role") if isinstance(document, dict) else None
+        attempt.update(rc=0, login=document, password_compared=password is not None)
+        if password is not None:
+            attempt["password_ok"] = bool(role) and password_matches(role.get("verifier"), database["user"], password)
+        if role:
+            role.pop("verifier", None)  # never in a result
         return check_database_query(attempt)
 
     def oidc(r):

@@ -20,9 +20,14 @@ description:
   - "C(volume_claims): every PersistentVolumeClaim of O(namespace) is Bound."
   - "C(database_cluster): the CloudNativePG Cluster's phase is C(Cluster in healthy state) with C(readyInstances) equal to
     C(spec.instances)."
-  - "C(database_reachable): C(select 1) as O(database.user) on the database O(database.name) answers. By default as the
-    reference does by hand, C(psql -U <user> -d <db>) run in the container O(database.container) of the Cluster's primary
-    pod (label C(cnpg.io/instanceRole=primary)); with O(database.host), over a direct connection with psycopg."
+  - "C(database_reachable): O(database.user) may log in to the database O(database.name). By default C(psql -U postgres -d
+    <db>) runs in the container O(database.container) of the Cluster's primary pod (label C(cnpg.io/instanceRole=primary),
+    the same lookup as M(homelab.flyte.flyte_database)): over an instance's socket CloudNativePG admits only C(postgres)
+    (peer authentication, ident map C(local)), so the reference's C(psql -U flyte) is refused there. As C(postgres) it
+    reads whether the user exists, may log in, has a password that has not expired and may connect to the database; with
+    O(database.password) also whether that is the password PostgreSQL holds (compared here against the stored verifier:
+    the password is never sent into the pod). With O(database.host), C(select 1) as the user over a direct connection
+    with psycopg."
   - "C(onepassword_item): the OnePasswordItem O(secrets.secret_name) reports Ready; skipped unless O(secrets.backend) is
     V(onepassword_operator)."
   - "C(secret_keys): the Secret O(secrets.secret_name) holds a value for each of O(secrets.keys). Only key names are read
@@ -68,7 +73,7 @@ options:
         description: Namespace of the Cluster; defaults to O(namespace).
         type: str
       user:
-        description: The PostgreSQL user that runs C(select 1).
+        description: The PostgreSQL user Flyte logs in as, whose login is checked (C(select 1) as this user with O(database.host)).
         type: str
         default: flyte
       name:
@@ -89,7 +94,10 @@ options:
         type: int
         default: 5432
       password:
-        description: Password of O(database.user), for a direct connection.
+        description:
+          - Password of O(database.user). With O(database.host), to log in; otherwise compared with the verifier
+            PostgreSQL stores for the user (read as C(postgres) in the pod), to find a password that has not reached
+            PostgreSQL.
         type: str
       sslmode:
         description: libpq C(sslmode) of a direct connection.

@@ -13,7 +13,8 @@ Every /v1 request needs `Authorization: Bearer <token>`; anything else gets the 
 `{"status": ..., "message": ...}`. A filter that matches nothing gives `[]`, an unknown vault or item
 ID gives 404. Nothing is ever written: other methods get 405.
 
-The data is a dict given at construction: vault name -> item title -> {field label: value}. IDs are
+The data is a dict given at construction: vault name -> item title -> {field label: value}; a test
+changes an item with set_item(), as an edit in 1Password would (its version goes up). IDs are
 derived from the names, 26 lowercase base32 characters like real ones, because the SDK decides by
 that shape whether a string is an ID or a name.
 
@@ -87,6 +88,16 @@ class FakeConnectServer:
 
     def vault_id(self, name: str) -> str:
         return connect_id(name)
+
+    def set_item(self, vault: str, title: str, fields: Mapping[str, str]) -> None:
+        """Replace an item's fields, as an edit in 1Password does (the item's version goes up)."""
+        vault_object = next(v for v in self._vaults if v["name"] == vault)
+        with self._lock:
+            items = self._items[vault_object["id"]]
+            old = next(item for item in items if item["title"] == title)
+            new = _item(vault_object, title, fields)
+            new["version"] = old.get("version", 1) + 1
+            items[items.index(old)] = new
 
     def item_id(self, vault: str, title: str) -> str:
         return connect_id(vault, title)

@@ -105,3 +105,54 @@ def namespace(api: client.ApiClient):
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+# --- the operator simulations of tests/platform/simulations/operators.py -----------------------------
+
+VAULT_NAMESPACE = "onepassword-test-vault"
+TEST_POSTGRES_LABEL = "simulation.homelab.flyte/test-postgres"
+
+
+class SimulatedVault:
+    """Items of the simulated 1Password vault, which the simulated operator syncs from: one ConfigMap each.
+
+    put() creates an item with the given fields; set_field() changes one field, as a save in 1Password
+    does (the simulation raises the item's version); every item put is removed afterwards.
+    """
+
+    def __init__(self, core: client.CoreV1Api):
+        self.core, self.created = core, []
+
+    def put(self, title: str, fields: dict[str, str], vault: str = "Secrets") -> None:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=title, labels={"simulation.homelab.flyte/vault": vault}),
+            data={"fields.json": json.dumps([{"label": k, "value": v} for k, v in fields.items()])})
+        self.core.create_namespaced_config_map(VAULT_NAMESPACE, body)
+        self.created.append(title)
+
+    def set_field(self, title: str, label: str, value: str) -> None:
+        item = self.core.read_namespaced_config_map(title, VAULT_NAMESPACE)
+        fields = json.loads(item.data["fields.json"])
+        fields = [{"label": f["label"], "value": value if f["label"] == label else f["value"]} for f in fields]
+        self.core.patch_namespaced_config_map(title, VAULT_NAMESPACE, {"data": {"fields.json": json.dumps(fields)}})
+
+    def remove_all(self) -> None:
+        for title in self.created:
+            try:
+                self.core.delete_namespaced_config_map(title, VAULT_NAMESPACE)
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+@pytest.fixture
+def vault(api: client.ApiClient):
+    items = SimulatedVault(client.CoreV1Api(api))
+    yield items
+    items.remove_all()
+
+
+def create_test_postgres_namespace(api: client.ApiClient, name: str) -> None:
+    """A namespace whose CloudNativePG Clusters the simulated instance manager serves from the test PostgreSQL."""
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(
+        metadata=client.V1ObjectMeta(name=name, labels={TEST_POSTGRES_LABEL: "true"})))

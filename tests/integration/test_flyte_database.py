@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 import uuid
 
@@ -24,7 +25,7 @@ DIRECT = "tests/integration/playbooks/flyte_database_direct.yml"
 KUBERNETES = "tests/integration/playbooks/flyte_database_kubernetes.yml"
 DB_ALL = ["CONNECT", "CREATE", "TEMPORARY"]
 
-postgres = postgres_fixture(exec_passfile=True)
+postgres = postgres_fixture()
 
 
 @pytest.fixture
@@ -259,3 +260,41 @@ def test_kubernetes_primary_pod_not_running(names, tmp_path, api, namespace):
     assert failed.rc != 0
     assert f"The primary pod {namespace}/stuck-1 of CloudNativePG cluster stuck is Pending, not Running" in \
         " ".join(failed.output.split())
+
+
+# -- the simulated instance authenticates as CloudNativePG does ---------------------------------------
+
+
+def kubectl_exec(namespace, pod, *command, stdin=None):
+    return subprocess.run(["kubectl", "-n", namespace, "exec", *(["-i"] if stdin is not None else []), pod,
+                           "-c", "postgres", "--", *command], input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_the_instance_admits_only_postgres_over_its_socket_and_others_by_password(postgres, names, api, k8s, namespace):
+    """pg_hba/pg_ident as CloudNativePG writes them: `local` by peer with the map `local` (postgres only), `host` by
+    SCRAM password. The reference's `psql -U flyte -d flyteadmin` in the pod fails, as on a real cluster."""
+    create_cluster(k8s, namespace, "flyte-postgres")
+    pod = wait_for_primary(api, namespace, "flyte-postgres")
+    owner, database = names["owner"], names["databases"][0]
+    password = f"pw-{uuid.uuid4().hex}"
+    postgres.sql(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
+    postgres.sql(f'CREATE DATABASE "{database}" OWNER {owner}')
+
+    refused = kubectl_exec(namespace, pod, "psql", "-U", owner, "-d", database, "-c", "select 1")
+    assert refused.returncode != 0
+    assert f'Peer authentication failed for user "{owner}"' in refused.stderr, refused
+
+    superuser = kubectl_exec(namespace, pod, "psql", "-At", "-U", "postgres", "-d", database, "-c", "select current_user")
+    assert superuser.returncode == 0 and superuser.stdout.strip() == "postgres", superuser
+    default = kubectl_exec(namespace, pod, "psql", "-At", "-c", "select current_user, current_database()")
+    assert default.returncode == 0 and default.stdout.strip() == "postgres|postgres", default  # the container's default user
+
+    over_tcp = kubectl_exec(namespace, pod, "psql", "-At", "-h", "localhost", "-U", owner, "-d", database,
+                            "-c", "select current_user", stdin=password + "\n")
+    assert over_tcp.returncode == 0 and over_tcp.stdout.strip() == owner, over_tcp
+    wrong = kubectl_exec(namespace, pod, "psql", "-h", "localhost", "-U", owner, "-d", database, "-c", "select 1",
+                         stdin="not-the-password\n")
+    assert wrong.returncode != 0 and f'password authentication failed for user "{owner}"' in wrong.stderr, wrong
+    no_password = kubectl_exec(namespace, pod, "psql", "-w", "-h", "localhost", "-U", "postgres", "-c", "select 1")
+    assert no_password.returncode != 0 and "no password supplied" in no_password.stderr, no_password

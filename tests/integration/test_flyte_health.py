@@ -68,7 +68,7 @@ class TestPostgres:
             self.reason = f"tests/postgres.py is not importable ({error})"
             return
         try:
-            self._manager = harness.running_postgres(exec_passfile=True)
+            self._manager = harness.running_postgres()
             self.server = self._manager.__enter__()
         except Exception as error:  # noqa: BLE001 - PostgresUnavailable, or the port taken by another run
             self._manager, self.reason = None, f"the test PostgreSQL cannot start: {error}"

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import base64
 import secrets
+import time
 import uuid
 
+import psycopg
 import pytest
 from kubernetes import client
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from ansible_collections.homelab.flyte.tests.fakes.onepassword_connect import FakeConnectServer
-from conftest import run_playbook
+from ansible_collections.homelab.flyte.tests.postgres import postgres_fixture
+from conftest import create_test_postgres_namespace, run_playbook
+
+postgres = postgres_fixture()
 
 ROLES = "tests/integration/playbooks/roles.yml"
 FOUNDATION = ["secrets", "storage", "database"]
@@ -100,12 +105,18 @@ def test_reference_deployment_roles_converge_then_change_nothing(api, k8s, clean
     core = client.CoreV1Api(api)
     item = decoded(core.read_namespaced_secret("flyte-secrets", namespace))
     assert set(item) == {"username", "password", "oidc-client-id", "oidc-client-secret"}
+    # The database credentials are the 1Password operator's too: a second item, typed basic-auth, with every field.
     db_secret = core.read_namespaced_secret("flyte-db-credentials", namespace)
     assert db_secret.type == "kubernetes.io/basic-auth"
-    assert decoded(db_secret) == {"username": item["username"], "password": item["password"]}
+    assert decoded(db_secret) == item
+    assert db_secret.metadata.labels["cnpg.io/reload"] == "true"
+    assert db_secret.metadata.annotations["operator.1password.io/auto-restart"] == "true"
+    assert [(ref.kind, ref.name) for ref in db_secret.metadata.owner_references] == [("OnePasswordItem", "flyte-db-credentials")]
 
     opi = read(k8s, "onepassword.com/v1", "OnePasswordItem", "flyte-secrets", namespace)
-    assert opi["spec"] == {"itemPath": "vaults/Secrets/items/flyte-secrets"}
+    assert opi["spec"] == {"itemPath": "vaults/Secrets/items/flyte-secrets"} and "type" not in opi
+    db_item = read(k8s, "onepassword.com/v1", "OnePasswordItem", "flyte-db-credentials", namespace)
+    assert db_item["spec"] == opi["spec"] and db_item["type"] == "kubernetes.io/basic-auth"
 
     cluster = read(k8s, "postgresql.cnpg.io/v1", "Cluster", "flyte-postgres", namespace)
     assert contains(cluster["spec"], {
@@ -240,7 +251,8 @@ def test_operator_item_not_found_reports_the_operator_status(cleanup):
     assert run.rc != 0, run
     flat = " ".join(run.output.split())
     assert ("did not sync username, password, oidc-client-id, oidc-client-secret of vaults/Elsewhere/items/flyte-secrets" in flat
-            and "Operator status: item vaults/Elsewhere/items/flyte-secrets not found in the simulated vault" in flat), run
+            and "Operator status: failed to retrieve item: failed to 'getVaultID' for vaultNameOrID='Elsewhere': "
+                "no vaults found with identifier \"Elsewhere\"" in flat), run
 
 
 def test_connect_backend_with_a_wrong_token_says_so(cleanup, connect_server):
@@ -307,3 +319,81 @@ def test_invalid_input_fails_before_anything_is_written(k8s, cleanup, variables,
     with pytest.raises(NotFoundError):
         k8s.resources.get(api_version="v1", kind="Namespace").get(name=namespace)
     assert managed_objects(k8s, namespace) == before
+
+
+# --- a password changed at its source reaches PostgreSQL -------------------------------------------
+
+def accepts(postgres, user: str, password: str, database: str) -> bool:
+    """Whether the test PostgreSQL lets user in with password (over TCP, as Flyte's services log in)."""
+    try:
+        postgres.connect(user=user, password=password, dbname=database).close()
+        return True
+    except psycopg.OperationalError as error:
+        if "password authentication failed" not in str(error):
+            raise
+        return False
+
+
+def wait_for(what: str, probe, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def rotation(api, postgres, cleanup):
+    """A namespace served by the test PostgreSQL, and names of the owner, item and databases no other test uses."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"namespace": fresh_namespace(), "owner": f"flyte_{suffix}", "item": f"flyte-secrets-{suffix}",
+             "admin": f"flyteadmin_{suffix}", "catalog": f"datacatalog_{suffix}"}
+    create_test_postgres_namespace(api, names["namespace"])
+    cleanup.append(names["namespace"])
+    yield names
+    postgres.drop(databases=[names["admin"]], roles=[names["owner"]])
+
+
+def rotation_vars(names: dict, **extra) -> dict:
+    return role_vars(names["namespace"], ["secrets", "database"], database_owner=names["owner"],
+                     database_admin_name=names["admin"], database_datacatalog_name=names["catalog"], **extra)
+
+
+def test_a_password_changed_in_1password_reaches_postgresql_without_a_run(api, postgres, vault, rotation):
+    """Issue 10 item 9: the operators alone carry a new password from the 1Password item into PostgreSQL."""
+    old, new = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    vault.put(rotation["item"], {"username": rotation["owner"], "password": old, "oidc-client-id": "flyte",
+                                 "oidc-client-secret": secrets.token_urlsafe(30)})
+    run = run_playbook(ROLES, extra_vars=rotation_vars(rotation, secrets_onepassword_item=rotation["item"]))
+    assert run.rc == 0, run
+    wait_for("the instance to bootstrap with the item's password",
+             lambda: accepts(postgres, rotation["owner"], old, rotation["admin"]))
+
+    vault.set_field(rotation["item"], "password", new)
+    wait_for("PostgreSQL to accept the new password and refuse the old",
+             lambda: accepts(postgres, rotation["owner"], new, rotation["admin"])
+             and not accepts(postgres, rotation["owner"], old, rotation["admin"]))
+
+
+@pytest.mark.parametrize("backend", ["inline", "onepassword_connect"])
+def test_a_password_changed_at_the_source_reaches_postgresql_after_one_run(api, postgres, rotation, backend):
+    old, new = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    item = {"username": rotation["owner"], "password": old, "oidc-client-id": "flyte",
+            "oidc-client-secret": secrets.token_urlsafe(30)}
+    with FakeConnectServer({"Secrets": {"flyte-secrets": item}}) as server:
+        source = ({"secrets_inline": item} if backend == "inline"
+                  else {"secrets_connect_host": server.url, "secrets_connect_token": server.token})
+        run = run_playbook(ROLES, extra_vars=rotation_vars(rotation, secrets_backend=backend, **source))
+        assert run.rc == 0, run
+        wait_for("the instance to bootstrap with the item's password",
+                 lambda: accepts(postgres, rotation["owner"], old, rotation["admin"]))
+
+        item = {**item, "password": new}
+        server.set_item("Secrets", "flyte-secrets", item)
+        source = {"secrets_inline": item} if backend == "inline" else source
+        run = run_playbook(ROLES, extra_vars=rotation_vars(rotation, secrets_backend=backend, **source))
+        assert run.rc == 0 and run.changed > 0, run
+    wait_for("PostgreSQL to accept the new password and refuse the old",
+             lambda: accepts(postgres, rotation["owner"], new, rotation["admin"])
+             and not accepts(postgres, rotation["owner"], old, rotation["admin"]))

@@ -7,8 +7,9 @@
 
 Real: etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream
 modules (tests/platform/build), the upstream CRDs from ../shared/crds, RBAC, admission, the
-garbage collector, the PV binder. Simulated: kubelets (kwok nodes), and the status of the
-third-party operators the collection waits on (tests/platform/simulations, one Stage each).
+garbage collector, the PV binder. Simulated: kubelets (kwok nodes), and the third-party operators
+the collection relies on (tests/platform/simulations: kwok Stages, and operators.py for what a Stage
+cannot do, the 1Password operator and the CloudNativePG instance manager).
 
 Only the standard library: it runs before any virtualenv exists.
 """
@@ -46,7 +47,10 @@ NODE_COUNT = int(os.environ.get("HOMELAB_FLYTE_PLATFORM_NODES", "3"))
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Components in start order; down stops them in reverse.
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "cnpg-backup"]
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "operators",
+              "cnpg-backup"]
+# The test PostgreSQL's port (tests/postgres.py reads the same variable).
+PG_PORT = os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432")
 
 
 def log(message: str) -> None:
@@ -202,6 +206,11 @@ def command_lines() -> dict[str, list[str]]:
         ],
         # The status CloudNativePG writes on Backups depends on other objects: a small controller, not a Stage.
         "cnpg-backup": [sys.executable, str(HERE / "simulations" / "cnpg_backup.py"), f"--kubeconfig={kubeconfig}"],
+        "operators": [
+            sys.executable, str(HERE / "simulations" / "operators.py"),
+            f"--server=https://127.0.0.1:{PORTS['apiserver']}", f"--ca={pki / 'ca.crt'}",
+            f"--cert={pki / 'admin.crt'}", f"--key={pki / 'admin.key'}", f"--pg-port={PG_PORT}",
+        ],
     }
 
 
@@ -218,9 +227,12 @@ def pid_of(name: str) -> int | None:
 def start(name: str, argv: list[str]) -> None:
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     (STATE / "pids").mkdir(parents=True, exist_ok=True)
+    # No libpq settings of the caller's shell: kwok's exec processes play a CloudNativePG container,
+    # whose environment is postgres-exec.yaml's alone (a PGPASSWORD here would let TCP logins through).
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     with open(STATE / "logs" / f"{name}.log", "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=STATE)
+                                   start_new_session=True, cwd=STATE, env=env)
     (STATE / "pids" / f"{name}.pid").write_text(str(process.pid))
 
 
@@ -291,9 +303,8 @@ def write_stages() -> None:
     documents = sorted((bin_dirs()["kwok"] / "stages").glob("*.yaml"))
     documents += sorted((HERE / "simulations").glob("*.yaml"))
     # The exec simulation names the test PostgreSQL's port, which a developer may move.
-    pg_port = os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432")
     text = "\n---\n".join(path.read_text() for path in documents)
-    (STATE / "stages.yaml").write_text(text.replace("25432", pg_port))
+    (STATE / "stages.yaml").write_text(text.replace("25432", PG_PORT))
 
 
 def node_manifest(index: int) -> dict:
@@ -388,6 +399,8 @@ def cmd_up() -> None:
         start("kwok", lines["kwok"])
         start("cnpg-backup", lines["cnpg-backup"])
         wait_for(f"{NODE_COUNT} Ready kwok nodes", cluster_ready, 120, "kwok")
+        start("operators", lines["operators"])
+        wait_for("the operator simulations", lambda: "started:" in (STATE / "logs" / "operators.log").read_text(), 30, "operators")
         log(f"started in {time.monotonic() - started:.1f}s")
     print(usage())
 

@@ -13,7 +13,7 @@ import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from kubernetes.client.exceptions import ApiException
 
-from ansible_collections.homelab.flyte.plugins.module_utils import health
+from ansible_collections.homelab.flyte.plugins.module_utils import database, health
 from ansible_collections.homelab.flyte.plugins.module_utils.health import FAIL, OK, SKIPPED, WARN
 
 NS = "flyte-system"
@@ -206,39 +206,31 @@ def test_cluster_without_status_means_no_operator():
 
 def attempt(**extra):
     base = {"via": "exec", "target": "flyte-postgres-1", "user": "flyte", "database": "flyteadmin", "namespace": NS,
-            "cluster": "flyte-postgres", "command": health.psql_command("flyte", "flyteadmin")}
+            "cluster": "flyte-postgres", "command": ["psql", "-X"]}
     base.update(extra)
     return base
 
 
-def test_psql_command_is_the_references():
-    assert health.psql_command("flyte", "flyteadmin") == ["psql", "-U", "flyte", "-d", "flyteadmin", "-w", "-c", "select 1"]
-
-
 def test_query_answered():
-    got = health.check_database_query(attempt(rc=0, stdout=" ?column? \n----------\n        1\n(1 row)\n", stderr=""))
-    assert got["status"] == OK and got["message"] == "psql -U flyte -d flyteadmin in flyte-postgres-1 answered select 1"
+    got = health.check_database_query(attempt(rc=0, login=json.loads(login_document()[1])))
+    assert got["status"] == OK and got["message"].startswith("flyte may log in to flyteadmin")
 
 
 @pytest.mark.parametrize("extra, message, hint", [
     ({"rc": 2, "stderr": 'psql: error: connection to server on socket "/controller/run/.s.PGSQL.5432" failed: FATAL:  database "flyteadmin" does not exist\n'},
      "the database flyteadmin does not exist on the Cluster flyte-postgres", "spec.bootstrap.initdb.database"),
     ({"rc": 2, "stderr": 'psql: error: connection to server on socket "/controller/run/.s.PGSQL.5432" failed: '
-                         'FATAL:  Peer authentication failed for user "flyte"'},
-     "PostgreSQL refused the user flyte over the pod's local socket", "set database.user to postgres"),
-    ({"rc": 2, "stderr": 'psql: error: connection to server at "127.0.0.1", port 25432 failed: fe_sendauth: no password supplied'},
-     "PostgreSQL refused the user flyte", "spec.bootstrap.initdb.owner"),
-    ({"rc": 2, "stderr": 'psql: error: FATAL:  password authentication failed for user "flyte"'},
-     "PostgreSQL refused the user flyte", "the credentials Secret"),
+                         'FATAL:  Peer authentication failed for user "postgres"'},
+     "PostgreSQL refused postgres over the pod's local socket", "ident map `local`"),
     ({"rc": 2, "stderr": 'psql: error: connection to server at "127.0.0.1", port 5432 failed: Connection refused'},
-     "psql -U flyte -d flyteadmin in flyte-postgres-1 failed (exit code 2): psql: error: connection to server at "
+     "psql -U postgres -d flyteadmin in flyte-postgres-1 failed (exit code 2): psql: error: connection to server at "
      '"127.0.0.1", port 5432 failed: Connection refused', "kubectl -n flyte-system logs flyte-postgres-1 -c postgres"),
     ({"rc": 127, "stderr": 'exec: "psql": executable file not found in $PATH'}, "no psql in the container", "image"),
     ({"error": "(400) Reason: Bad Request: container not found (\"postgres\")"}, "cannot exec into flyte-postgres-1", "describe pod"),
     ({"error": "Handshake status 500: unable to upgrade connection: pod does not exist"}, "cannot exec into", "describe pod"),
-    ({"no_pod": True, "target": "flyte-postgres primary", "error": "no primary pod"},
-     "no primary instance pod of the Cluster flyte-postgres (label cnpg.io/instanceRole=primary) in flyte-system",
-     "get pods -l cnpg.io/cluster=flyte-postgres -L cnpg.io/instanceRole"),
+    ({"no_pod": True, "target": "flyte-postgres primary", "problem": "The CloudNativePG cluster flyte-postgres has no primary pod.",
+      "hint": "kubectl get cluster flyte-postgres -n flyte-system"},
+     "The CloudNativePG cluster flyte-postgres has no primary pod.", "kubectl get cluster flyte-postgres"),
 ])
 def test_query_failures_are_explained(extra, message, hint):
     got = health.check_database_query(attempt(**extra))
@@ -247,11 +239,22 @@ def test_query_failures_are_explained(extra, message, hint):
     assert hint in got["hint"], got["hint"]
 
 
+@pytest.mark.parametrize("extra, message, hint", [
+    ({"error": 'connection failed: FATAL:  password authentication failed for user "flyte"'},
+     "PostgreSQL refused the user flyte", "the credentials Secret"),
+    ({"error": "fe_sendauth: no password supplied"}, "PostgreSQL refused the user flyte", "spec.bootstrap.initdb.owner"),
+])
+def test_direct_login_failures_are_explained(extra, message, hint):
+    got = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None, **extra))
+    assert got["status"] == FAIL and got["message"].startswith(message), got["message"]
+    assert hint in got["hint"], got["hint"]
+
+
 def test_direct_query_failure():
     got = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None,
                                               error="connection timeout expired"))
     assert got["status"] == FAIL and got["message"].startswith("flyte@db.example:5432/flyteadmin did not answer in time")
-    assert "kubectl -n flyte-system exec -it flyte-postgres-1 -- psql -U flyte -d flyteadmin" in got["hint"]
+    assert "kubectl -n flyte-system exec -it flyte-postgres-1 -c postgres -- psql -U postgres -d flyteadmin" in got["hint"]
     ok = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None, error=None, rc=0))
     assert ok["status"] == OK and ok["message"] == "flyte@db.example:5432/flyteadmin answered select 1"
 
@@ -694,8 +697,17 @@ class FakeReader:
         self.calls.append(("sql",) + args)
 
 
+def login_document(role=True, login=True, password=True, connect=True, expired=False, verifier=None):
+    """What the login check's query prints for the role: as postgres, in the role's database."""
+    found = None if not role else {"login": login, "password": password, "valid_until": "2020-01-01 00:00:00+00" if expired else None,
+                                   "expired": expired, "verifier": verifier}
+    return (0, json.dumps({"database": "flyteadmin", "login_user": "postgres", "role": found,
+                           "connect": connect if role else None}) + "\n", "")
+
+
 def healthy_reader(**overrides):
-    primary = {"metadata": {"name": "flyte-postgres-1"}, "status": {"phase": "Running"}}
+    primary = {"metadata": {"name": "flyte-postgres-1"}, "status": {"phase": "Running"},
+               "spec": {"containers": [{"name": "postgres"}]}}
     lists = {("pods", NS, f"app.kubernetes.io/name={c}"): [pod(f"{c}-1")] for c in health.COMPONENTS}
     lists[("pods", NS, "cnpg.io/cluster=flyte-postgres,cnpg.io/instanceRole=primary")] = [primary]
     lists[("persistentvolumeclaims", NS, None)] = [{"metadata": {"name": "flyte-postgres-1"}, "status": {"phase": "Bound"}}]
@@ -709,7 +721,8 @@ def healthy_reader(**overrides):
     }
     answers = {health.discovery_url(ISSUER): http(200, DISCOVERY),
                f"{API}/managed/blueprints/?name=homelab-flyte-oidc": http(200, {"results": [{"status": "successful"}]})}
-    reader = FakeReader(objects, lists, secret=sorted(health.SECRET_KEYS), http_answers=answers, proxy=http(200, "ok"))
+    reader = FakeReader(objects, lists, secret=sorted(health.SECRET_KEYS), http_answers=answers, proxy=http(200, "ok"),
+                        exec_result=login_document())
     for key, value in overrides.items():
         setattr(reader, key, value)
     return reader
@@ -723,7 +736,7 @@ def test_plan_over_a_healthy_deployment():
     reader = healthy_reader()
     results = run_plan(reader, authentik={"url": "https://auth.example.com", "api_token": "t0ken"})
     assert {r["name"]: r["status"] for r in results} == {n: OK for n in health.check_names(health.COMPONENTS)}
-    assert ("exec", NS, "flyte-postgres-1", "postgres", ("psql", "-U", "flyte", "-d", "flyteadmin", "-w", "-c", "select 1")) in reader.calls
+    assert [c[:4] for c in reader.calls if c[0] == "exec"] == [("exec", NS, "flyte-postgres-1", "postgres")]
     assert ("proxy", NS, "flyteadmin", "http", "healthcheck") in reader.calls
     assert ("http", f"{API}/managed/blueprints/?name=homelab-flyte-oidc", "Bearer t0ken") in reader.calls
     assert not any("t0ken" in json.dumps(r) for r in results)
@@ -741,7 +754,10 @@ def test_plan_without_a_primary_pod_or_with_a_refused_exec():
     reader = healthy_reader()
     reader.lists[("pods", NS, "cnpg.io/cluster=flyte-postgres,cnpg.io/instanceRole=primary")] = []
     got = {r["name"]: r for r in run_plan(reader, checks=["database_reachable"])}["database_reachable"]
-    assert got["status"] == FAIL and got["message"].startswith("no primary instance pod")
+    assert got["status"] == FAIL and got["message"] == (
+        "The CloudNativePG cluster flyte-postgres in namespace flyte-system has no primary pod "
+        "(none labelled cnpg.io/cluster=flyte-postgres,cnpg.io/instanceRole=primary).")
+    assert got["hint"].startswith("Check that the Cluster exists and is healthy: kubectl get cluster flyte-postgres")
     refused = ApiException(status=400, reason="Bad Request")
     refused.body = 'container not found ("postgres")'
     got = run_plan(healthy_reader(exec_result=refused), checks=["database_reachable"])[FIXED_INDEX["database_reachable"]]
@@ -749,6 +765,61 @@ def test_plan_without_a_primary_pod_or_with_a_refused_exec():
 
 
 FIXED_INDEX = {name: i for i, name in enumerate(health.check_names(health.COMPONENTS))}
+
+
+def exec_argv(reader):
+    return next(list(c[4]) for c in reader.calls if c[0] == "exec")
+
+
+def test_the_database_is_checked_as_postgres_over_the_socket_for_the_app_user():
+    """CloudNativePG admits only postgres over an instance's socket (peer, ident map `local`): psql logs in as postgres,
+    into the app database, and asks about the app user, whose password never goes into the pod."""
+    reader = healthy_reader()
+    got = run_plan(reader, checks=["database_reachable"])[FIXED_INDEX["database_reachable"]]
+    argv = exec_argv(reader)
+    assert argv[0] == "psql" and "-U" not in argv and "-h" not in argv and "host=" not in " ".join(argv)
+    assert argv == database.psql_command("postgres", "flyteadmin", argv[10::2], connect_timeout=10)
+    assert "'flyte'" in argv[10]
+    assert got["status"] == OK, got
+    assert got["message"] == ("flyte may log in to flyteadmin (LOGIN, a password, CONNECT; the password was not compared), "
+                              "as postgres found over the socket of flyte-postgres-1")
+    assert got["details"]["login_user"] == "postgres" and got["details"]["user"] == "flyte"
+
+
+@pytest.mark.parametrize("document, message, hint", [
+    (login_document(role=False), "the role flyte does not exist on the Cluster flyte-postgres", "spec.bootstrap.initdb.owner"),
+    (login_document(login=False), "the role flyte exists but may not log in (NOLOGIN)", "spec.bootstrap.initdb.owner"),
+    (login_document(password=False), "the role flyte has no password: PostgreSQL refuses it over TCP, and CloudNativePG "
+                                      "admits only postgres over the socket", "cnpg.io/reload"),
+    (login_document(expired=True), "the password of flyte expired at 2020-01-01 00:00:00+00", "validUntil"),
+    (login_document(connect=False), "the role flyte may not connect to flyteadmin (no CONNECT privilege)", "GRANT CONNECT"),
+])
+def test_database_login_problems_are_explained(document, message, hint):
+    got = run_plan(healthy_reader(exec_result=document), checks=["database_reachable"])[FIXED_INDEX["database_reachable"]]
+    assert got["status"] == FAIL and got["message"] == message, got
+    assert hint in got["hint"], got["hint"]
+
+
+def test_a_password_given_is_compared_with_the_stored_verifier_and_never_sent():
+    reader = healthy_reader(exec_result=login_document(verifier=database.scram_verifier("s3cret")))
+    got = run_plan(reader, checks=["database_reachable"], database={"password": "s3cret"})[FIXED_INDEX["database_reachable"]]
+    assert got["status"] == OK and "the password matches" in got["message"], got
+    assert "s3cret" not in json.dumps(reader.calls) and "s3cret" not in json.dumps(got)
+    stale = healthy_reader(exec_result=login_document(verifier=database.scram_verifier("old")))
+    got = run_plan(stale, checks=["database_reachable"], database={"password": "s3cret"})[FIXED_INDEX["database_reachable"]]
+    assert got["status"] == FAIL and got["message"] == (
+        "the password given (database.password) is not the one PostgreSQL holds for flyte"), got
+    assert "cnpg.io/reload" in got["hint"]
+
+
+def test_the_primary_is_chosen_as_flyte_database_chooses_it():
+    reader = healthy_reader()
+    two = [{"metadata": {"name": n}, "status": {"phase": "Running"}, "spec": {"containers": [{"name": "postgres"}]}}
+           for n in ("flyte-postgres-1", "flyte-postgres-2")]
+    reader.lists[("pods", NS, "cnpg.io/cluster=flyte-postgres,cnpg.io/instanceRole=primary")] = two
+    got = run_plan(reader, checks=["database_reachable"])[FIXED_INDEX["database_reachable"]]
+    assert got["status"] == FAIL and "has 2 pods labelled primary (flyte-postgres-1, flyte-postgres-2)" in got["message"]
+    assert not any(c[0] == "exec" for c in reader.calls)
 
 
 def test_plan_with_a_database_host_connects_directly():
