@@ -4,6 +4,7 @@
     python3 tests/platform/platform.py down     stop everything and remove the platform's state
     python3 tests/platform/platform.py status   exit 0 when the platform answers, 1 otherwise
     python3 tests/platform/platform.py env      print shell exports (KUBECONFIG, PATH) for a running platform
+    python3 tests/platform/platform.py flyte-digest   the digest of tests/platform/flyte's programs (build's cache key)
 
 Real: etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream
 modules (tests/platform/build), the upstream CRDs from ../shared/crds, RBAC, admission, the
@@ -17,6 +18,7 @@ Only the standard library: it runs before any virtualenv exists.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -67,17 +69,30 @@ def versions() -> dict[str, str]:
     return pins
 
 
+def flyte_digest() -> str:
+    """What the build of tests/platform/flyte depends on besides FLYTE_VERSION: its Go sources."""
+    digest = hashlib.sha256()
+    root = HERE / "flyte"
+    for path in sorted(root.rglob("*.go")):
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def bin_dirs() -> dict[str, Path]:
     pins = versions()
-    return {
+    dirs = {
         name: CACHE / "bin" / f"{name}-{pins[key]}"
-        for name, key in (("kubernetes", "KUBERNETES_VERSION"), ("etcd", "ETCD_VERSION"), ("kwok", "KWOK_VERSION"), ("helm", "HELM_VERSION"))
+        for name, key in (("kubernetes", "KUBERNETES_VERSION"), ("etcd", "ETCD_VERSION"), ("kwok", "KWOK_VERSION"),
+                          ("helm", "HELM_VERSION"), ("versitygw", "VERSITYGW_VERSION"))
     }
+    dirs["flyte"] = CACHE / "bin" / f"flyte-{pins['FLYTE_VERSION']}-{flyte_digest()}"
+    return dirs
 
 
 def binary(name: str) -> str:
     dirs = bin_dirs()
-    owner = {"etcd": "etcd", "kwok": "kwok", "helm": "helm"}.get(name, "kubernetes")
+    owner = {"etcd": "etcd", "kwok": "kwok", "helm": "helm", "versitygw": "versitygw",
+             "flytepropeller": "flyte", "flyte-config": "flyte"}.get(name, "kubernetes")
     return str(dirs[owner] / name)
 
 
@@ -435,6 +450,8 @@ def main(argv: list[str]) -> int:
         return 0 if ok else 1
     elif command == "env":
         cmd_env()
+    elif command == "flyte-digest":
+        print(flyte_digest())
     else:
         print(__doc__, file=sys.stderr)
         return 2
