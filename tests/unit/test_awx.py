@@ -368,6 +368,243 @@ def test_seed_survey_default_is_the_flyte_roles_initial_project():
 
 
 # --------------------------------------------------------------------------------------------------
+# Launching a job template: AWX's launch-time survey handling, ported function by function from
+# ansible/awx at tag 24.6.1 (94e5795dfc; these functions are unchanged at e21dd0a):
+#   [element]  awx/main/models/mixins.py, SurveyJobTemplateMixin._survey_element_validation
+#   [accept]   awx/main/models/mixins.py, SurveyJobTemplateMixin._accept_or_ignore_variables
+#   [defaults] awx/main/models/mixins.py, SurveyJobTemplateMixin._update_unified_job_kwargs
+#   [needed]   awx/main/models/mixins.py, SurveyJobTemplateMixin.variables_needed_to_start
+#   [launch]   awx/api/serializers.py, JobLaunchSerializer.validate: POST .../launch/ calls
+#              JobTemplate._accept_or_ignore_job_kwargs(_exclude_errors=['prompts'], **attrs), which hands
+#              attrs.get('extra_vars', {}) to [accept]; any error is a 400 answer. awx.awx.job_launch posts
+#              extra_vars only when the task gives them (plugins/modules/job_launch.py), so it is the same launch.
+#   [schedule] awx/api/serializers.py, LaunchConfigurationBaseSerializer.validate (exclude_errors = () for
+#              ScheduleSerializer): a schedule's extra_data goes through [accept] with nothing excluded.
+# Passwords ($encrypted$ handling) are left out: no survey here asks for one (the schema forbids defaults
+# for them, and test_survey_is_valid would catch a password question).
+
+def awx_choices(element: dict) -> list:
+    choices = element["choices"]
+    return [c for c in choices.splitlines() if c.strip() != ""] if isinstance(choices, str) else list(choices)
+
+
+def awx_element_errors(element: dict, data: dict, validate_required: bool = True) -> list[str]:
+    """[element], branch for branch (password placeholder branch left out, see above)."""
+    errors: list[str] = []
+    var, kind = element["variable"], element["type"]
+    present = var in data
+
+    def limit(name):
+        return element.get(name) if element.get(name) not in ("", None) else None
+
+    if not present and element["required"]:
+        if validate_required:
+            errors.append(f"'{var}' value missing")
+    elif kind in ("textarea", "text", "password"):
+        if present:
+            value = data[var]
+            if not isinstance(value, str):
+                return [f"Value {value} for '{var}' expected to be a string."]
+            if "min" in element and limit("min") is not None and len(value) < int(element["min"]):
+                errors.append(f"'{var}' value {value} is too small (length is {len(value)} must be at least {element['min']}).")
+            if "max" in element and limit("max") is not None and len(value) > int(element["max"]):
+                errors.append(f"'{var}' value {value} is too large (must be no more than {element['max']}).")
+    elif kind == "integer":
+        if present:
+            value = data[var]
+            if type(value) is not int:  # noqa: E721 - AWX compares the exact type: a bool is not an integer answer
+                return [f"Value {value} for '{var}' expected to be an integer."]
+            if "min" in element and limit("min") is not None and value < int(element["min"]):
+                errors.append(f"'{var}' value {value} is too small (must be at least {element['min']}).")
+            if "max" in element and limit("max") is not None and value > int(element["max"]):
+                errors.append(f"'{var}' value {value} is too large (must be no more than {element['max']}).")
+    elif kind == "float":
+        if present:
+            value = data[var]
+            if type(value) not in (float, int):
+                return [f"Value {value} for '{var}' expected to be a numeric type."]
+            if "min" in element and limit("min") is not None and value < float(element["min"]):
+                errors.append(f"'{var}' value {value} is too small (must be at least {element['min']}).")
+            if "max" in element and limit("max") is not None and value > float(element["max"]):
+                errors.append(f"'{var}' value {value} is too large (must be no more than {element['max']}).")
+    elif kind == "multiselect":
+        if present:
+            value = data[var]
+            if type(value) is not list:
+                errors.append(f"'{var}' value is expected to be a list.")
+            else:
+                choices = awx_choices(element)
+                errors += [f"Value {v} for '{var}' expected to be one of {choices}." for v in value if v not in choices]
+    elif kind == "multiplechoice":
+        choices = awx_choices(element)
+        if present and data[var] not in choices:
+            errors.append(f"Value {data[var]} for '{var}' expected to be one of {choices}.")
+    return errors
+
+
+def awx_accept_or_ignore_variables(template: dict, data: dict, exclude_errors=()) -> tuple[dict, dict, dict]:
+    """[accept]: (accepted, rejected, errors) for the extra variables of a launch or a schedule."""
+    extra_vars, accepted, rejected, errors = dict(data), {}, {}, {}
+    if template["survey_enabled"] and template["survey_spec"]:
+        survey_errors = []
+        for element in template["survey_spec"].get("spec", []):
+            key = element.get("variable")
+            element_errors = awx_element_errors(element, data, validate_required="required" not in exclude_errors)
+            if element_errors:
+                survey_errors += element_errors
+                if key is not None and key in extra_vars:
+                    rejected[key] = extra_vars.pop(key)
+            elif key in extra_vars:
+                accepted[key] = extra_vars.pop(key)
+        if survey_errors:
+            errors["variables_needed_to_start"] = survey_errors
+    if template.get("ask_variables_on_launch"):
+        accepted.update(extra_vars)
+        extra_vars = {}
+    for key in set(template["extra_vars"]) & set(extra_vars):
+        if template["extra_vars"][key] == extra_vars[key]:
+            extra_vars.pop(key)
+    if extra_vars:
+        rejected.update(extra_vars)
+        if "prompts" not in exclude_errors:
+            errors["extra_vars"] = [f"Variables {', '.join(map(str, extra_vars))} are not allowed on launch. Check the Prompt "
+                                    "on Launch setting on the Job Template to include Extra Variables."]
+    return accepted, rejected, errors
+
+
+def awx_job_extra_vars(template: dict, runtime_extra_vars: dict) -> dict:
+    """[defaults]: the job's extra variables, job template's own < survey defaults that pass [element] < answers."""
+    extra_vars = dict(template["extra_vars"])
+    defaults = {}
+    if template["survey_enabled"] and "spec" in template["survey_spec"]:
+        for element in template["survey_spec"].get("spec", []):
+            default, key = element.get("default"), element.get("variable")
+            if default is not None and not awx_element_errors(element, {key: default}):
+                defaults[key] = default
+    extra_vars.update(defaults)
+    extra_vars.update(runtime_extra_vars)
+    return extra_vars
+
+
+def awx_variables_needed_to_start(template: dict) -> list[str]:
+    """[needed]: what the launch endpoint lists, and what keeps can_start_without_user_input false."""
+    if not (template["survey_enabled"] and "spec" in template["survey_spec"]):
+        return []
+    return [element["variable"] for element in template["survey_spec"]["spec"] if element["required"]]
+
+
+def awx_launch(template: dict, **attrs) -> dict:
+    """POST /api/v2/job_templates/N/launch/ ([launch]): the job's extra variables, or AssertionError with AWX's 400 body."""
+    accepted, _, errors = awx_accept_or_ignore_variables(template, attrs.get("extra_vars", {}), exclude_errors=["prompts"])
+    assert not errors, errors
+    return awx_job_extra_vars(template, accepted)
+
+
+def awx_schedule_errors(template: dict, extra_data: dict) -> dict:
+    """POST /api/v2/job_templates/N/schedules/ with extra_data ([schedule]): AWX's 400 body, {} when accepted."""
+    return awx_accept_or_ignore_variables(template, extra_data, exclude_errors=())[2]
+
+
+def awx_template(playbook: str) -> dict:
+    """A job template as playbooks/awx_configure.yml creates it (awx.awx.job_template leaves ask_variables_on_launch false)."""
+    template = job_template(playbook)
+    return {"survey_enabled": "survey" in template, "ask_variables_on_launch": False,
+            "survey_spec": load_survey(AWX_DIR / "surveys" / template["survey"]) if "survey" in template else {},
+            "extra_vars": dict(template.get("extra_vars", {}))}
+
+
+SURVEY_TEMPLATES = [t["playbook"] for t in AWX_VARS["homelab_flyte_awx_job_templates"] if "survey" in t]
+
+
+@pytest.mark.parametrize(
+    ("element", "data", "expected"),
+    [
+        # The behaviours AWX's own tests pin (awx/main/tests/unit/models/test_survey_models.py), in cases of our own.
+        ({"variable": "a", "type": "text", "required": True, "min": 0, "max": 1024}, {"a": 5},
+         ["Value 5 for 'a' expected to be a string."]),
+        ({"variable": "a", "type": "text", "required": True}, {}, ["'a' value missing"]),
+        ({"variable": "a", "type": "text", "required": True}, {"a": ""}, []),
+        ({"variable": "a", "type": "text", "required": False, "min": 1}, {"a": ""},
+         ["'a' value  is too small (length is 0 must be at least 1)."]),
+        ({"variable": "a", "type": "text", "required": False, "min": 1}, {}, []),
+        ({"variable": "a", "type": "text", "required": False, "max": 0}, {"a": ""}, []),
+        ({"variable": "a", "type": "text", "required": False, "max": 0}, {"a": "x"},
+         ["'a' value x is too large (must be no more than 0)."]),
+        ({"variable": "a", "type": "text", "required": False, "max": 2}, {"a": "xyz"},
+         ["'a' value xyz is too large (must be no more than 2)."]),
+        ({"variable": "a", "type": "integer", "required": False, "min": 3}, {"a": 1}, ["'a' value 1 is too small (must be at least 3)."]),
+        ({"variable": "a", "type": "integer", "required": False}, {"a": True}, ["Value True for 'a' expected to be an integer."]),
+        ({"variable": "a", "type": "float", "required": True, "min": 0, "max": 1024}, {"a": 2}, []),
+        ({"variable": "c", "type": "multiplechoice", "required": False, "choices": "orange\nmilk"}, {"c": ""},
+         ["Value  for 'c' expected to be one of ['orange', 'milk']."]),
+        ({"variable": "c", "type": "multiplechoice", "required": False, "choices": ["keep", "delete"]}, {"c": "keep"}, []),
+        ({"variable": "c", "type": "multiselect", "required": False, "choices": "orange\nmilk"}, {"c": ["orange\nmilk"]},
+         ["Value orange\nmilk for 'c' expected to be one of ['orange', 'milk']."]),
+        ({"variable": "c", "type": "multiselect", "required": False, "choices": "orange\nmilk"}, {"c": None},
+         ["'c' value is expected to be a list."]),
+    ],
+)
+def test_the_port_of_awx_survey_validation_behaves_as_awx(element, data, expected):
+    assert awx_element_errors(element, data) == expected
+
+
+def test_the_port_applies_defaults_and_answers_as_awx():
+    spec = {"name": "", "description": "", "spec": [
+        {"variable": "x", "type": "text", "required": False, "default": "d", "max": 5},
+        {"variable": "y", "type": "text", "required": False, "default": "too-long", "max": 5},
+        {"variable": "z", "type": "text", "required": True}]}
+    template = {"survey_enabled": True, "survey_spec": spec, "extra_vars": {"x": "jt", "w": "jt"}}
+    # Survey defaults beat the job template's extra variables; a default that fails its own question is dropped.
+    assert awx_job_extra_vars(template, {}) == {"x": "d", "w": "jt"}
+    assert awx_job_extra_vars(template, {"x": "ans"}) == {"x": "ans", "w": "jt"}
+    assert awx_variables_needed_to_start(template) == ["z"]
+    assert awx_accept_or_ignore_variables(template, {"z": "v", "other": 1}, ["prompts"]) == ({"z": "v"}, {"other": 1}, {})
+    assert "extra_vars" in awx_accept_or_ignore_variables(template, {"z": "v", "other": 1})[2]
+    # The job template's own extra variables, sent back unchanged, are not prompts.
+    assert awx_accept_or_ignore_variables(template, {"z": "v", "w": "jt"})[2] == {}
+
+
+@pytest.mark.parametrize("playbook", SURVEY_TEMPLATES)
+def test_a_launch_without_extra_vars_is_accepted_and_gets_the_survey_defaults(playbook):
+    """POST .../launch/ with {} (the API, awx.awx.job_launch without extra_vars, a workflow node, a webhook)."""
+    template = awx_template(playbook)
+    job_vars = awx_launch(template)
+    for question in template["survey_spec"]["spec"]:
+        if "default" in question:
+            assert job_vars[question["variable"]] == question["default"], question["variable"]
+        else:
+            # Unanswered and without a default: no extra variable, so the inventory's value applies.
+            assert question["variable"] not in job_vars, question["variable"]
+    assert awx_variables_needed_to_start(template) == []
+
+
+@pytest.mark.parametrize("playbook", SURVEY_TEMPLATES)
+def test_a_schedule_that_answers_one_question_is_accepted(playbook):
+    template = awx_template(playbook)
+    first = template["survey_spec"]["spec"][0]
+    answer = first.get("default") or "flyte.example.com"
+    assert awx_schedule_errors(template, {first["variable"]: answer}) == {}
+    assert awx_schedule_errors(template, {}) == {}
+
+
+def test_launch_answers_are_still_validated():
+    template = awx_template("playbooks/site.yml")
+    with pytest.raises(AssertionError, match="too small"):
+        awx_launch(template, extra_vars={"networking_hostname": ""})
+    with pytest.raises(AssertionError, match="expected to be one of"):
+        awx_launch(awx_template("playbooks/teardown.yml"), extra_vars={"awx_teardown_volumes": "erase"})
+    assert awx_launch(template, extra_vars={"networking_hostname": "flyte.example.com"})["networking_hostname"] == "flyte.example.com"
+
+
+@pytest.mark.parametrize("path", SURVEYS, ids=lambda p: p.name)
+def test_every_question_with_a_default_is_optional(path):
+    """A required question must be answered at every launch, so its default would apply only in AWX's UI form."""
+    for question in load_survey(path)["spec"]:
+        if "default" in question:
+            assert question["required"] is False, question["variable"]
+
+
+# --------------------------------------------------------------------------------------------------
 # Credential types, against the JSON schemas AWX validates them with: awx/main/fields.py,
 # CredentialTypeInputField.schema and CredentialTypeInjectorField.schema (ansible/awx at e21dd0a).
 
@@ -478,8 +715,8 @@ def main():
 
 main()
 '''
-AWX_MODULES = ["organization", "credential_type", "credential", "execution_environment", "project", "inventory",
-               "inventory_source", "inventory_source_update", "job_template"]
+AWX_MODULES = ["organization", "credential_type", "credential", "execution_environment", "project", "project_update",
+               "inventory", "inventory_source", "inventory_source_update", "job_template"]
 SCM_URL, EE_IMAGE = "https://git.example.com/homelab/flyte.git", "registry.example.com/homelab/flyte-ee:0.1.0"
 K8S_TOKEN, OP_TOKEN = "k8s-token-" + uuid.uuid4().hex, "op-token-" + uuid.uuid4().hex
 
@@ -561,6 +798,74 @@ def test_configure_registers_ee_project_and_inventory(configured):
     assert source["source"] == "scm" and source["source_project"] == project["name"]
     assert (REPO / source["source_path"]).is_file()
     assert calls_of(calls, "inventory_source_update")
+
+
+def test_configure_bounds_its_waits_for_the_project_sync_and_the_inventory_import(configured):
+    """Without execution capacity AWX never starts a sync: each wait must end after its timeout."""
+    calls = configured[1]
+    [project] = calls_of(calls, "project")
+    # awx.awx.project's own wait cannot be bounded (see the next test): the playbook does not use it.
+    assert project["wait"] is False
+    [sync] = calls_of(calls, "project_update")
+    assert sync["name"] == project["name"] and sync["wait"] is True
+    assert sync["timeout"] == AWX_VARS["homelab_flyte_awx_project_sync_timeout"] > 0
+    [update] = calls_of(calls, "inventory_source_update")
+    assert update["wait"] is True
+    assert update["timeout"] == AWX_VARS["homelab_flyte_awx_inventory_sync_timeout"] > 0
+    # The project is synced before anything that needs its files: the inventory source and the job templates.
+    order = [c["module"] for c in calls]
+    assert order.index("project") < order.index("project_update") < order.index("inventory_source") < order.index("job_template")
+
+
+class _StillPending(Exception):
+    pass
+
+
+class _AwxModuleStandIn:
+    """What awx.awx's wait code uses of ControllerAPIModule, with a controller that never runs the job."""
+
+    def __init__(self, **params):
+        self.params, self.json_output, self.gets = params, {}, 0
+
+    def get_endpoint(self, url, **kwargs):
+        self.gets += 1
+        if self.gets > 200:
+            raise _StillPending(url)
+        return {"json": {"status": "pending", "finished": None, "failed": False, "id": 7, "scm_revision": ""}}
+
+    def is_job_done(self, status):
+        return status not in ("new", "pending", "waiting", "running")
+
+    def fail_json(self, **kwargs):
+        raise AssertionError(kwargs["msg"])
+
+    def wait_output(self, response):
+        self.json_output["status"] = response["json"]["status"]
+
+
+def test_awx_collections_own_waits_hang_without_a_bounded_wait(monkeypatch):
+    """The real awx.awx 24.6.1 code (the one the ansible package pins): awx.awx.project waits for a sync already
+    running (the one AWX starts when it creates the project) in a loop that ignores its timeout, while
+    project_update and inventory_source_update wait through ControllerAPIModule.wait_on_url, which honours it."""
+    from ansible_collections.awx.awx.plugins.module_utils.controller_api import ControllerAPIModule
+    from ansible_collections.awx.awx.plugins.modules import project as awx_project
+
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    running_sync = {"scm_revision": "", "summary_fields": {"current_update": {"id": 7}}, "related": {}}
+    module = _AwxModuleStandIn(update_project=False, wait=True, timeout=1, interval=0.01)
+    with pytest.raises(_StillPending):
+        awx_project.wait_for_project_update(module, running_sync)
+
+    clock = iter(range(0, 10**6, 5))
+    monkeypatch.setattr("time.time", lambda: next(clock))
+    module = _AwxModuleStandIn()
+    with pytest.raises(AssertionError, match="aborted due to timeout"):
+        ControllerAPIModule.wait_on_url(module, url="/api/v2/project_updates/7/", object_name="homelab.flyte",
+                                        object_type="Project Update", timeout=30, interval=1)
+    module = _AwxModuleStandIn()
+    with pytest.raises(_StillPending):  # timeout None, what the playbook passed before: no end
+        ControllerAPIModule.wait_on_url(module, url="/api/v2/inventory_updates/7/", object_name="homelab.flyte",
+                                        object_type="inventory_update", timeout=None, interval=1)
 
 
 def test_configure_registers_the_job_templates_with_their_surveys(configured):
@@ -673,6 +978,39 @@ def test_teardown_extra_vars_are_the_teardown_playbooks_variables():
         pytest.skip("playbooks/teardown.yml does not exist yet")
     play_vars = yaml.safe_load(teardown.read_text(encoding="utf-8"))[0]["vars"]
     assert set(job_template("playbooks/teardown.yml")["extra_vars"]) <= set(play_vars)
+
+
+# --------------------------------------------------------------------------------------------------
+# The project sync. awx/playbooks/project_update.yml (ansible/awx 24.6.1, play "Install content with
+# ansible-galaxy command if necessary") runs, when the organization allows role and collection syncs
+# (AWX_ROLES_ENABLED, AWX_COLLECTIONS_ENABLED, both on by default):
+#   ansible-galaxy role install -r       the first of roles/requirements.yml, roles/requirements.yaml
+#   ansible-galaxy collection install -r the first of collections/requirements.yml, collections/requirements.yaml
+#   ansible-galaxy install -r            the first of requirements.yaml, requirements.yml (at the project's root)
+# into the project's cache, which every job of the project then puts first on its collections path.
+
+AWX_SYNC_REQUIREMENTS = ["roles/requirements.yml", "roles/requirements.yaml", "collections/requirements.yml",
+                         "collections/requirements.yaml", "requirements.yaml", "requirements.yml"]
+GALAXY_REQUIREMENTS = REPO / "meta" / "galaxy-requirements.yml"
+
+
+def test_a_project_sync_installs_nothing_from_galaxy():
+    """A sync must neither need Galaxy nor shadow the collections the execution environment was built with."""
+    for name in AWX_SYNC_REQUIREMENTS:
+        path = REPO / name
+        if not path.exists():
+            continue
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        entries = content if isinstance(content, list) else (content.get("roles") or []) + (content.get("collections") or [])
+        assert entries == [], f"AWX's project sync runs ansible-galaxy install -r {name}, which lists {entries}"
+
+
+def test_the_galaxy_requirements_serve_galaxy_users_and_the_ee():
+    collections = yaml.safe_load(GALAXY_REQUIREMENTS.read_text(encoding="utf-8"))["collections"]
+    assert {c["name"]: c["version"] for c in collections} == GALAXY["dependencies"]
+    ee = yaml.safe_load((REPO / "execution-environment.yml").read_text(encoding="utf-8"))
+    assert (REPO / ee["dependencies"]["galaxy"]).resolve() == GALAXY_REQUIREMENTS
+    assert str(GALAXY_REQUIREMENTS.relative_to(REPO)) in (REPO / "docs" / "awx.md").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------
