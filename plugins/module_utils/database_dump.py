@@ -292,4 +292,3 @@ def restore(backend, run, src, pairs, owner, where, check_mode=False, connect_ti
         changed = changed or decision == "restore"
         results.append(result)
     return changed, results
-

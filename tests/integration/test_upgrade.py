@@ -88,8 +88,8 @@ def deployment(api, postgres, tmp_path_factory):
         except client.ApiException as error:
             if error.status != 404:
                 raise
-    databases = [row[0] for row in postgres.sql("SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s",
-                                                 [f"{admin}%", f"{catalog}%"])]
+    query = "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s"
+    databases = [row[0] for row in postgres.sql(query, [f"{admin}%", f"{catalog}%"])]
     postgres.drop(databases=databases, roles=["flyte"] if created_owner else [])
 
 
