@@ -62,6 +62,7 @@ attributes:
     description: The module never changes anything.
   diff_mode:
     support: none
+    description: The module only reads; there is nothing to show a difference of.
 notes:
   - With O(release_name), the user needs C(list) on C(secrets) in O(release_namespace) (as helm does).
 seealso:
