@@ -25,10 +25,11 @@ CONFIG_FLAG = re.compile(r"--config[= ](\S+)")
 
 @pytest.fixture(scope="session")
 def flyte_programs(kubeconfig) -> dict[str, str]:
-    """flytepropeller and flyte-config, built once (tests/platform/build caches them; the fixture's
-    build is a no-op after scripts/bootstrap), found where the platform's PATH puts them."""
+    """flytepropeller, flyte-config and flyte-workflow, built once (tests/platform/build caches them;
+    the fixture's build is a no-op after scripts/bootstrap), found where the platform's PATH puts them."""
+    assert kubeconfig, "the platform's PATH"
     subprocess.run([str(REPO / "tests/platform/build"), "flyte"], check=True)
-    programs = {name: shutil.which(name) for name in ("flytepropeller", "flyte-config")}
+    programs = {name: shutil.which(name) for name in ("flytepropeller", "flyte-config", "flyte-workflow")}
     assert all(programs.values()), f"not on PATH ({os.environ['PATH']}): {programs}"
     return programs
 

@@ -17,7 +17,7 @@ import yaml
 
 from conftest import run_playbook
 from flyte_code import config_files, config_search_path, containers, effective_config, flyte_programs  # noqa: F401
-from test_render import no_cluster, render_vars  # noqa: F401
+from test_render import render_vars
 
 RENDER = "playbooks/render.yml"
 NAMESPACE = "flyte-system"
@@ -30,6 +30,7 @@ PLACEHOLDER = re.compile(r"{{ (\S+) }}")
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, kubeconfig, flyte_programs):  # noqa: F811 - pytest fixtures
     """The chart's objects and each config-reading container's effective configuration."""
+    assert kubeconfig, "the platform's PATH has helm"
     out = tmp_path_factory.mktemp("render")
     broken = out / "unreachable-kubeconfig"
     broken.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")

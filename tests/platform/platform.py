@@ -92,7 +92,7 @@ def bin_dirs() -> dict[str, Path]:
 def binary(name: str) -> str:
     dirs = bin_dirs()
     owner = {"etcd": "etcd", "kwok": "kwok", "helm": "helm", "versitygw": "versitygw",
-             "flytepropeller": "flyte", "flyte-config": "flyte"}.get(name, "kubernetes")
+             "flytepropeller": "flyte", "flyte-config": "flyte", "flyte-workflow": "flyte"}.get(name, "kubernetes")
     return str(dirs[owner] / name)
 
 
