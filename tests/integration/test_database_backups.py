@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from kubernetes import client
-from kubernetes.dynamic.exceptions import UnprocessableEntityError
+from kubernetes.dynamic.exceptions import UnprocessibleEntityError
 
 from conftest import run_playbook
 from test_foundation_roles import FOUNDATION, ROLES, contains, read, role_vars
@@ -120,7 +120,7 @@ def test_the_simulated_operator_refuses_what_cloudnative_pg_refuses(k8s, namespa
     clusters = k8s.resources.get(api_version="postgresql.cnpg.io/v1", kind="Cluster")
 
     # backup_webhook.go: method plugin needs a pluginConfiguration (a ValidatingAdmissionPolicy here).
-    with pytest.raises(UnprocessableEntityError, match="cannot be empty when the backup method is plugin"):
+    with pytest.raises(UnprocessibleEntityError, match="cannot be empty when the backup method is plugin"):
         backups.create(namespace=namespace, body={"apiVersion": BACKUP[0], "kind": BACKUP[1], "metadata": {"name": "np"},
                                                   "spec": {"cluster": {"name": "pg"}, "method": "plugin"}})
 
