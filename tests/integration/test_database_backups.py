@@ -33,7 +33,7 @@ def cleanup(api):
                 raise
 
 
-def wait_for_phase(k8s, namespace, name, phases=("completed", "failed"), timeout=60):
+def wait_for_phase(k8s, namespace, name, phases=("completed", "failed"), timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         backup = k8s.resources.get(api_version=BACKUP[0], kind=BACKUP[1]).get(name=name, namespace=namespace)
@@ -136,14 +136,14 @@ def test_the_simulated_operator_refuses_what_cloudnative_pg_refuses(k8s, namespa
 
     clusters.create(namespace=namespace, body={"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
                                                "metadata": {"name": "bare"},
-                                               "spec": {"instances": 1, "storage": {"size": "1Gi"}}})
+                                               "spec": {"instances": 1, "storage": {"size": "1Gi", "storageClass": "longhorn"}}})
     backup("no-plugin", "bare")
     assert wait_for_phase(k8s, namespace, "no-plugin").error == \
         "cannot proceed with the backup as the cluster has no plugin configured"
 
     clusters.create(namespace=namespace, body={
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "nostore"},
-        "spec": {"instances": 1, "storage": {"size": "1Gi"}, "plugins": [{
+        "spec": {"instances": 1, "storage": {"size": "1Gi", "storageClass": "longhorn"}, "plugins": [{
             "name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True,
             "parameters": {"barmanObjectName": "missing-store"}}]}})
     backup("no-store", "nostore")
