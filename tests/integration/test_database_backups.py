@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from kubernetes import client
-from kubernetes.dynamic.exceptions import UnprocessableEntityError
+from kubernetes.dynamic.exceptions import UnprocessibleEntityError
 
 from conftest import run_playbook
 from test_foundation_roles import FOUNDATION, ROLES, contains, read, role_vars
@@ -33,7 +33,7 @@ def cleanup(api):
                 raise
 
 
-def wait_for_phase(k8s, namespace, name, phases=("completed", "failed"), timeout=60):
+def wait_for_phase(k8s, namespace, name, phases=("completed", "failed"), timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         backup = k8s.resources.get(api_version=BACKUP[0], kind=BACKUP[1]).get(name=name, namespace=namespace)
@@ -120,7 +120,7 @@ def test_the_simulated_operator_refuses_what_cloudnative_pg_refuses(k8s, namespa
     clusters = k8s.resources.get(api_version="postgresql.cnpg.io/v1", kind="Cluster")
 
     # backup_webhook.go: method plugin needs a pluginConfiguration (a ValidatingAdmissionPolicy here).
-    with pytest.raises(UnprocessableEntityError, match="cannot be empty when the backup method is plugin"):
+    with pytest.raises(UnprocessibleEntityError, match="cannot be empty when the backup method is plugin"):
         backups.create(namespace=namespace, body={"apiVersion": BACKUP[0], "kind": BACKUP[1], "metadata": {"name": "np"},
                                                   "spec": {"cluster": {"name": "pg"}, "method": "plugin"}})
 
@@ -136,14 +136,14 @@ def test_the_simulated_operator_refuses_what_cloudnative_pg_refuses(k8s, namespa
 
     clusters.create(namespace=namespace, body={"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
                                                "metadata": {"name": "bare"},
-                                               "spec": {"instances": 1, "storage": {"size": "1Gi"}}})
+                                               "spec": {"instances": 1, "storage": {"size": "1Gi", "storageClass": "longhorn"}}})
     backup("no-plugin", "bare")
     assert wait_for_phase(k8s, namespace, "no-plugin").error == \
         "cannot proceed with the backup as the cluster has no plugin configured"
 
     clusters.create(namespace=namespace, body={
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "nostore"},
-        "spec": {"instances": 1, "storage": {"size": "1Gi"}, "plugins": [{
+        "spec": {"instances": 1, "storage": {"size": "1Gi", "storageClass": "longhorn"}, "plugins": [{
             "name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": True,
             "parameters": {"barmanObjectName": "missing-store"}}]}})
     backup("no-store", "nostore")
