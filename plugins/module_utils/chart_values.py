@@ -92,8 +92,8 @@ def replacement_hint(missing, new, old=None):
         return dotted((KNOWN_RENAMES[key],))
     if old is None:
         return None
-    siblings_new, _ = lookup(new, parent)
-    siblings_old, _ = lookup(old, parent)
+    siblings_new, _found = lookup(new, parent)
+    siblings_old, _found = lookup(old, parent)
     if isinstance(siblings_new, dict) and isinstance(siblings_old, dict):
         added = [name for name in siblings_new if name not in siblings_old]
         if len(added) == 1:

@@ -132,7 +132,7 @@ def unknown_config_keys(manifests, tolerated: Mapping | None = None) -> list[dic
         name = (obj.get("metadata") or {}).get("name")
         if name not in READERS:
             continue
-        binaries = [binary for binary, _ in READERS[name]]
+        binaries = [binary for binary, _description in READERS[name]]
         readers = "; ".join(f"{binary} in {where}" for binary, where in READERS[name])
         for filename, text in sorted((obj.get("data") or {}).items()):
             if not filename.endswith(".yaml"):

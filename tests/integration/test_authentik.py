@@ -453,7 +453,7 @@ def test_flyte_core_waits_until_the_issuer_answers(api, core, namespace, release
         run = run_playbook(ROLES, extra_vars=site_vars(authentik, namespace, release_namespace, item,
                                                        authentik_issuer_timeout=120), env=NO_PROXY)
         assert run.rc == 0, run
-    statuses = [status for _, status in authentik.discovery_answers]
+    statuses = [status for _at, status in authentik.discovery_answers]
     assert statuses[0] == 404 and statuses[-1] == 200 and statuses.count(200) == 1, statuses
     served = next(at for at, status in authentik.discovery_answers if status == 200)
     release = helm_release(release_namespace)
@@ -473,7 +473,7 @@ def test_flyte_core_is_not_installed_while_the_issuer_never_answers(api, core, n
             f"openid-configuration answered HTTP 404 for 6s)") in flat, run
     assert f"the ConfigMap {namespace}/{CONFIGMAP} under blueprints.configMaps" in flat, run
     assert "authentik_issuer_wait" in flat, run
-    assert len(authentik.discovery_answers) >= 2 and {status for _, status in authentik.discovery_answers} == {404}
+    assert len(authentik.discovery_answers) >= 2 and {status for _at, status in authentik.discovery_answers} == {404}
     assert helm_release(release_namespace) is None
     # The storage role's S3 server runs there; nothing of flyte-core does.
     charted = client.AppsV1Api(api).list_namespaced_deployment(release_namespace, label_selector="helm.sh/chart")

@@ -234,7 +234,7 @@ def test_only_the_named_changes_differ_from_what_the_release_deployed(propeller,
     shutil.copytree(search.parent, deployed_folder, ignore=shutil.ignore_patterns(propeller["overlay"].name))
     deployed = dict(leaves(effective_config(config, str(deployed_folder / search.name))["settings"]))
     changed = {path for path, value in leaves(with_changes) if deployed.get(path) != value}
-    assert changed == {path for path, _ in leaves(propeller["changes"])}
+    assert changed == {path for path, _value in leaves(propeller["changes"])}
 
 
 def test_propeller_takes_its_leader_lease_in_the_deployments_namespace(api, propeller):

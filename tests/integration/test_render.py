@@ -149,7 +149,7 @@ def config_readers(chart: dict) -> dict[str, set[str]]:
     """Which Flyte binary loads which ConfigMap, read off the rendered Deployments: each container's
     --config directory, the volume mounted there, and the ConfigMaps of that volume."""
     readers: dict[str, set[str]] = {}
-    for (kind, _), deployment in chart.items():
+    for (kind, _name), deployment in chart.items():
         if kind != "Deployment":
             continue
         pod = deployment["spec"]["template"]["spec"]
@@ -171,7 +171,7 @@ def config_readers(chart: dict) -> dict[str, set[str]]:
 
 def test_the_checker_reads_each_configmap_for_the_binary_the_chart_gives_it(rendered):
     readers = config_readers(objects(rendered / "51-flyte-chart.yaml"))
-    assert readers == {name: {binary for binary, _ in who} for name, who in flyte_config.READERS.items()}
+    assert readers == {name: {binary for binary, _description in who} for name, who in flyte_config.READERS.items()}
 
 
 def test_a_packaged_chart_is_a_local_chart_source(tmp_path, no_cluster, kubeconfig):

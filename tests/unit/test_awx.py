@@ -412,7 +412,7 @@ def awx_element_errors(element: dict, data: dict, validate_required: bool = True
     elif kind == "integer":
         if present:
             value = data[var]
-            if type(value) is not int:  # noqa: E721 - AWX compares the exact type: a bool is not an integer answer
+            if isinstance(value, bool) or not isinstance(value, int):  # AWX compares the exact type: a bool is not an integer answer
                 return [f"Value {value} for '{var}' expected to be an integer."]
             if "min" in element and limit("min") is not None and value < int(element["min"]):
                 errors.append(f"'{var}' value {value} is too small (must be at least {element['min']}).")
@@ -421,7 +421,7 @@ def awx_element_errors(element: dict, data: dict, validate_required: bool = True
     elif kind == "float":
         if present:
             value = data[var]
-            if type(value) not in (float, int):
+            if isinstance(value, bool) or not isinstance(value, (float, int)):
                 return [f"Value {value} for '{var}' expected to be a numeric type."]
             if "min" in element and limit("min") is not None and value < float(element["min"]):
                 errors.append(f"'{var}' value {value} is too small (must be at least {element['min']}).")
@@ -430,7 +430,7 @@ def awx_element_errors(element: dict, data: dict, validate_required: bool = True
     elif kind == "multiselect":
         if present:
             value = data[var]
-            if type(value) is not list:
+            if not isinstance(value, list):
                 errors.append(f"'{var}' value is expected to be a list.")
             else:
                 choices = awx_choices(element)
@@ -495,7 +495,7 @@ def awx_variables_needed_to_start(template: dict) -> list[str]:
 
 def awx_launch(template: dict, **attrs) -> dict:
     """POST /api/v2/job_templates/N/launch/ ([launch]): the job's extra variables, or AssertionError with AWX's 400 body."""
-    accepted, _, errors = awx_accept_or_ignore_variables(template, attrs.get("extra_vars", {}), exclude_errors=["prompts"])
+    accepted, _rejected, errors = awx_accept_or_ignore_variables(template, attrs.get("extra_vars", {}), exclude_errors=["prompts"])
     assert not errors, errors
     return awx_job_extra_vars(template, accepted)
 

@@ -68,7 +68,7 @@ def test_a_failed_pg_dump_leaves_no_partial_file(tmp_path):
 
 def test_a_changed_dump_is_refused(tmp_path):
     run = fake_pg_dump({"flyteadmin": b"PGDMP admin"})
-    manifest, _ = dd.dump(run, str(tmp_path), "postgres", ["flyteadmin"], "pod x")
+    manifest, _outcome = dd.dump(run, str(tmp_path), "postgres", ["flyteadmin"], "pod x")
     (tmp_path / "flyteadmin.dump").write_bytes(b"PGDMP admiN")
     with pytest.raises(DatabaseError, match="does not match its recorded SHA-256"):
         dd.verify(str(tmp_path), manifest["dumps"][0])
@@ -102,7 +102,7 @@ class FakeBackend:
 
 
 def test_restore_runs_create_pg_restore_and_mark_and_drops_on_failure(tmp_path):
-    manifest, _ = dd.dump(fake_pg_dump({"flyteadmin": b"PGDMP admin"}), str(tmp_path), "postgres", ["flyteadmin"], "pod")
+    manifest, _outcome = dd.dump(fake_pg_dump({"flyteadmin": b"PGDMP admin"}), str(tmp_path), "postgres", ["flyteadmin"], "pod")
     entry = manifest["dumps"][0]
     sent = []
 

@@ -144,7 +144,7 @@ def test_the_six_configmaps_of_the_issue_are_read():
     assert set(fc.READERS) == {"flyte-admin-base-config", "flyte-admin-clusters-config",
                                "flyte-clusterresourcesync-config",
                                "datacatalog-config", "flyte-propeller-config", "flyte-scheduler-config"}
-    assert {binary for readers in fc.READERS.values() for binary, _ in readers} == set(KEYS)
+    assert {binary for readers in fc.READERS.values() for binary, _description in readers} == set(KEYS)
 
 
 def test_helm_template_output_is_read_as_multi_document_yaml():
@@ -188,7 +188,7 @@ def test_every_tolerated_key_is_one_its_binary_rejects_and_says_why():
     for (configmap_name, filename, key), why in fc.TOLERATED.items():
         assert configmap_name in fc.READERS and filename.endswith(".yaml")
         path = tuple(key.split("."))
-        assert not any(fc.is_accepted(path, binary) for binary, _ in fc.READERS[configmap_name]), key
+        assert not any(fc.is_accepted(path, binary) for binary, _description in fc.READERS[configmap_name]), key
         assert len(why) > 40
 
 
