@@ -11,7 +11,6 @@ import base64
 import json
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -232,8 +231,8 @@ def test_the_1password_operator_refuses_to_change_a_secrets_type_and_restarts_wo
     assert condition["status"] == "True" and "message" not in condition
     secret = core.read_namespaced_secret("creds", namespace)
     assert secret.type == "kubernetes.io/basic-auth" and secret.metadata.labels == {"team": "flyte"}
-    assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {"username": "u", "password": "p1",
-                                                                                   "note-with-spaces": "kept"}
+    synced = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    assert synced == {"username": "u", "password": "p1", "note-with-spaces": "kept"}  # labels made valid, empty left out
     assert secret.metadata.annotations["operator.1password.io/item-version"] == "1"
     assert secret.metadata.annotations["operator.1password.io/item-path"].startswith("vaults/")
     assert [(r.kind, r.name, r.controller) for r in secret.metadata.owner_references] == [("OnePasswordItem", "creds", None)]

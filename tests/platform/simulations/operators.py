@@ -289,14 +289,14 @@ class Vault:
         if is_op_uuid(name_or_id):
             return name_or_id
         raise ItemLookupError(f"failed to 'getVaultID' for vaultNameOrID='{name_or_id}': "
-                           f"no vaults found with identifier \"{name_or_id}\"")
+                              f"no vaults found with identifier \"{name_or_id}\"")
 
     def item_by_path(self, path: str, create: bool = True) -> dict:
         """GetOnePasswordItemByPath; in vault Secrets a missing item is created first, unless create is false."""
         parts = path.split("/")
         if not (len(parts) == 4 and parts[0] == "vaults" and parts[2] == "items"):
             raise ItemLookupError(f"\"{path}\" is not an acceptable path for One Password item. "
-                               "Must be of the format: `vaults/{vault_id}/items/{item_id}`")
+                                  "Must be of the format: `vaults/{vault_id}/items/{item_id}`")
         vault_id, wanted = self.vault_id(parts[1]), parts[3]
         in_vault = [item for item in self.items if item["vault_id"] == vault_id]
         if is_op_uuid(wanted):
@@ -309,7 +309,7 @@ class Vault:
         if vault_id == op_id(DEFAULT_VAULT) and create:
             return self._create_default(wanted)
         raise ItemLookupError(f"failed to get item for vaultID='{vault_id}' and itemNameOrID='{wanted}': "
-                           f"no items found with identifier \"{wanted}\" in vault \"{vault_id}\"")
+                              f"no items found with identifier \"{wanted}\" in vault \"{vault_id}\"")
 
     def _create_default(self, title: str) -> dict:
         name = secret_name_for(title) if len(title) <= 63 else ""
@@ -570,8 +570,12 @@ def scram_verifier(password: str) -> str:
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(hashlib.sha256(client_key).digest())}:{b64(server_key)}"
+    stored_key = hashlib.sha256(client_key).digest()
+    return (f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}")
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 SCRAM_SHAPE = re.compile(r"^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$")

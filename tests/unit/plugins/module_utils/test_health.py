@@ -789,8 +789,9 @@ def test_the_database_is_checked_as_postgres_over_the_socket_for_the_app_user():
 @pytest.mark.parametrize("document, message, hint", [
     (login_document(role=False), "the role flyte does not exist on the Cluster flyte-postgres", "spec.bootstrap.initdb.owner"),
     (login_document(login=False), "the role flyte exists but may not log in (NOLOGIN)", "spec.bootstrap.initdb.owner"),
-    (login_document(password=False), "the role flyte has no password: PostgreSQL refuses it over TCP, and CloudNativePG "
-                                      "admits only postgres over the socket", "cnpg.io/reload"),
+    (login_document(password=False),
+     "the role flyte has no password: PostgreSQL refuses it over TCP, and CloudNativePG admits only postgres over the socket",
+     "cnpg.io/reload"),
     (login_document(expired=True), "the password of flyte expired at 2020-01-01 00:00:00+00", "validUntil"),
     (login_document(connect=False), "the role flyte may not connect to flyteadmin (no CONNECT privilege)", "GRANT CONNECT"),
 ])
