@@ -5,8 +5,11 @@ What is real and what is not, check by check:
 * pods, claims, the CloudNativePG Cluster, the OnePasswordItem and its Secret, the ConfigMaps and the routes are
   real objects of the real API server; their status comes from kwok and the simulations in tests/platform;
 * database_reachable goes through a real `exec` into the simulated primary pod, which kwok runs as a local psql
-  against the test PostgreSQL of tests/postgres.py (another engineer's harness: used when the file exists and
-  the server can start, otherwise the check is skipped and the test says why);
+  against the test PostgreSQL of tests/postgres.py, which authenticates as a CloudNativePG instance does (only
+  postgres over the socket); the module's namespace is served by the simulated instance manager
+  (tests/platform/simulations/operators.py), which bootstraps the Cluster's owner and database there with the
+  password of the credentials Secret. Used when the server can start, otherwise the check is skipped and the
+  test says why;
 * blueprint_instance and oidc_discovery ask test_authentik.FakeAuthentik, a clearly named test double of
   Authentik's two endpoints on 127.0.0.1;
 * admin_healthcheck is skipped explicitly: no FlyteAdmin process runs behind the simulated pods, and the API
@@ -27,7 +30,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from conftest import REPO, run_playbook
+from conftest import REPO, create_test_postgres_namespace, run_playbook
 from test_authentik import FakeAuthentik
 
 CHECK = "tests/integration/playbooks/flyte_health_check.yml"
@@ -89,9 +92,9 @@ class Deployment:
         args = {
             "namespace": self.namespace,
             "authentik": {"namespace": self.namespace, "url": self.authentik.url, "api_token": self.authentik.token},
-            # psql in the simulated pod logs in as postgres, the one user tests/postgres.py's passfile holds (as
-            # CloudNativePG's peer map lets only postgres in over the pod's socket); the database is this test's.
-            "database": {"user": "postgres", "name": self.database or "flyteadmin"},
+            # The database role's facts: the owner flyte and its database flyteadmin, bootstrapped by the simulated
+            # instance manager in the test PostgreSQL.
+            "database": {"user": "flyte", "name": "flyteadmin"},
             "skip_checks": skip,
             "check_timeout": 30,
         }
@@ -121,8 +124,9 @@ def deployment(api, kubeconfig, tmp_path_factory):
     postgres = TestPostgres()
     database = None
     if postgres.server is not None:
-        database = f"flyteadmin_{namespace.replace('-', '_')}"
-        postgres.server.sql(f'CREATE DATABASE "{database}"')
+        # The simulated instance manager bootstraps the Cluster of this namespace in the test PostgreSQL.
+        database = "flyteadmin"
+        create_test_postgres_namespace(api, namespace)
     fake = FakeAuthentik(core, namespace)
     fake.__enter__()
     facts_result = tmp_path_factory.mktemp("health") / "site.json"
@@ -143,6 +147,9 @@ def deployment(api, kubeconfig, tmp_path_factory):
     try:
         converge = run_playbook(SITE, extra_vars=extra, env=NO_PROXY)
         assert converge.rc == 0, converge
+        if database:
+            wait_until("the simulated instance to bootstrap flyteadmin", lambda: postgres.server.sql(
+                "SELECT 1 FROM pg_database WHERE datname = 'flyteadmin'"), timeout=60)
         deployed = Deployment(namespace, fake, postgres, database)
         deployed.site_result = json.loads(facts_result.read_text())
         yield deployed
@@ -156,7 +163,7 @@ def deployment(api, kubeconfig, tmp_path_factory):
                 raise
         fake.__exit__(None, None, None)
         if database:
-            postgres.server.drop(databases=[database])
+            postgres.server.drop(databases=[database], roles=["flyte"])
         postgres.stop()
 
 
@@ -173,7 +180,8 @@ def test_the_converged_deployment_is_healthy_with_the_roles_facts(deployment):
     checks = by_name(result)
     assert checks["admin_auth_config"]["message"] == (
         f"useAuth true, authServerType External, issuer {deployment.authentik.url}/application/o/flyte/")
-    assert checks["onepassword_item"]["message"] == "vaults/Secrets/items/flyte-secrets synced: Item synced from the simulated vault"
+    # The 1Password operator v1.12 reports Ready without a message.
+    assert checks["onepassword_item"]["message"] == "vaults/Secrets/items/flyte-secrets synced: Ready"
 
 
 def test_healthy_deployment_passes_every_check(deployment, tmp_path):
@@ -188,7 +196,8 @@ def test_healthy_deployment_passes_every_check(deployment, tmp_path):
         pytest.skip(f"database_reachable not checked through exec: {deployment.postgres.reason}")
     assert checks["database_reachable"]["status"] == "ok", checks["database_reachable"]
     assert checks["database_reachable"]["message"] == (
-        f"psql -U postgres -d {deployment.database} in flyte-postgres-1 answered select 1")
+        "flyte may log in to flyteadmin (LOGIN, a password, CONNECT; the password was not compared), "
+        "as postgres found over the socket of flyte-postgres-1")
     others = {name: c["status"] for name, c in checks.items() if name != "admin_healthcheck"}
     assert set(others.values()) == {"ok"}, result["checks"]
     assert result["summary"] == f"healthy: {len(others)} of {len(others)} checks ok, 1 skipped"
@@ -220,6 +229,25 @@ def test_a_missing_database_fails_with_its_hint(deployment, tmp_path):
     assert check["status"] == "fail"
     assert check["message"] == "the database no_such_database does not exist on the Cluster flyte-postgres"
     assert f"kubectl -n {deployment.namespace} get cluster flyte-postgres -o jsonpath='{{.spec.bootstrap}}'" in check["hint"]
+
+
+def test_the_app_users_password_is_compared_and_never_shown(api, deployment, tmp_path):
+    """database.password: whether the password Flyte mounts is the one PostgreSQL holds (read as postgres, compared here)."""
+    if deployment.database is None:
+        pytest.skip(f"no exec into the test PostgreSQL: {deployment.postgres.reason}")
+    import base64
+    secret = client.CoreV1Api(api).read_namespaced_secret("flyte-db-credentials", deployment.namespace)
+    password = base64.b64decode(secret.data["password"]).decode()
+    run, result = deployment.check(tmp_path, checks=["database_reachable"], skip_checks=[], database={"password": password})
+    assert run.rc == 0, run
+    check = by_name(result)["database_reachable"]
+    assert check["status"] == "ok" and "the password matches" in check["message"], check
+    assert password not in run.output and password not in json.dumps(result)
+    run, result = deployment.check(tmp_path, ignore_errors=True, checks=["database_reachable"], skip_checks=[],
+                                   database={"password": password + "-stale"})
+    check = by_name(result)["database_reachable"]
+    assert check["status"] == "fail" and check["message"] == (
+        "the password given (database.password) is not the one PostgreSQL holds for flyte"), check
 
 
 # --- broken on purpose ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import base64
 import json
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest

@@ -107,10 +107,16 @@ def test_render_of_the_operator_backend_includes_the_onepassword_item(tmp_path, 
     run = run_playbook(RENDER, extra_vars=render_vars(out, "flyte-system"), env=no_cluster)
     assert run.rc == 0, run
     documents = [d for d in yaml.safe_load_all((out / "10-secrets.yaml").read_text()) if d]
+    labels = {"app.kubernetes.io/part-of": "flyte", "app.kubernetes.io/managed-by": "homelab.flyte"}
     assert documents == [{
         "apiVersion": "onepassword.com/v1", "kind": "OnePasswordItem",
-        "metadata": {"name": "flyte-secrets", "namespace": "flyte-system",
-                     "labels": {"app.kubernetes.io/part-of": "flyte", "app.kubernetes.io/managed-by": "homelab.flyte"}},
+        "metadata": {"name": "flyte-secrets", "namespace": "flyte-system", "labels": labels},
+        "spec": {"itemPath": "vaults/Secrets/items/flyte-secrets"}}, {
+        # The database credentials: the 1Password operator writes them basic-auth, CloudNativePG reloads them.
+        "apiVersion": "onepassword.com/v1", "kind": "OnePasswordItem",
+        "metadata": {"name": "flyte-db-credentials", "namespace": "flyte-system", "labels": {**labels, "cnpg.io/reload": "true"},
+                     "annotations": {"operator.1password.io/auto-restart": "true"}},
+        "type": "kubernetes.io/basic-auth",
         "spec": {"itemPath": "vaults/Secrets/items/flyte-secrets"}}]
 
 
