@@ -31,7 +31,6 @@ GRPC_SERVICES = [
     "flyteidl.service.IdentityService",
     "flyteidl.service.DataProxyService",
     "flyteidl.service.SignalService",
-    "flyteidl.service.WatchService",
     "grpc.health.v1.Health",
 ]
 POLICIES = {
