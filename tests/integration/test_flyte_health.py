@@ -344,3 +344,26 @@ def test_unknown_check_name_is_refused_before_any_read(deployment, tmp_path):
     run, result = deployment.check(tmp_path, ignore_errors=True, checks=["flyteadmin_pod"])
     assert result["failed"] is True and "checks" not in result
     assert result["msg"].startswith("unknown check name flyteadmin_pod; the checks are: flyteadmin_pods,")
+
+
+@pytest.fixture
+def admin_policy_restored(k8s, deployment):
+    policies = k8s.resources.get(api_version="cilium.io/v2", kind="CiliumNetworkPolicy")
+    saved = policies.get(name="flyte-admin", namespace=deployment.namespace).to_dict()["spec"]
+    yield policies
+    policies.patch(name="flyte-admin", namespace=deployment.namespace, content_type="application/merge-patch+json",
+                   body={"spec": {"ingress": saved["ingress"]}})
+
+
+def test_without_the_api_servers_rule_the_health_check_is_dropped(deployment, admin_policy_restored, tmp_path):
+    """The policy the collection wrote before it let the API server in: the service proxy's connection is dropped."""
+    policies, ns = admin_policy_restored, deployment.namespace
+    ingress = policies.get(name="flyte-admin", namespace=ns).to_dict()["spec"]["ingress"]
+    without = [rule for rule in ingress if rule.get("fromEntities") != ["kube-apiserver"]]
+    assert len(without) == len(ingress) - 1, ingress
+    policies.patch(name="flyte-admin", namespace=ns, content_type="application/merge-patch+json", body={"spec": {"ingress": without}})
+    time.sleep(1)  # the simulated network's watch sees the change
+    run, result = deployment.check(tmp_path, ignore_errors=True, checks=["admin_healthcheck"], skip_checks=[])
+    check = by_name(result)["admin_healthcheck"]
+    assert check["status"] == "fail", check
+    assert "answered HTTP 503" in check["message"] and "simulated Cilium dropped kube-apiserver" in check["message"], check
