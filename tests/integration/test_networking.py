@@ -104,9 +104,9 @@ def test_cilium_engine_converges_idempotently(k8s, namespace):
     assert redirect["filters"] == [{"type": "RequestRedirect", "requestRedirect": {
         "path": {"type": "ReplaceFullPath", "replaceFullPath": "/console"}, "statusCode": 302}}]
 
-    # GRPCRoute: exact service matches to FlyteAdmin's gRPC port.
+    # GRPCRoute: exact service matches to FlyteAdmin's gRPC port, on a host name of its own.
     grpc = resources(k8s, "gateway.networking.k8s.io/v1", "GRPCRoute", namespace)["flyte"]
-    assert grpc["spec"]["hostnames"] == [HOSTNAME]
+    assert grpc["spec"]["hostnames"] == ["flyte-grpc.platform.test"]
     assert grpc["spec"]["parentRefs"] == http["spec"]["parentRefs"]
     [grpc_rule] = grpc["spec"]["rules"]
     assert [m["method"] for m in grpc_rule["matches"]] == [{"type": "Exact", "service": s} for s in GRPC_SERVICES]
