@@ -180,7 +180,7 @@ def test_healthy_deployment_passes_every_check(deployment, tmp_path):
     assert list(checks) == [f"{c}_pods" for c in COMPONENTS] + health_fixed_checks()
     assert checks["admin_healthcheck"]["status"] == "ok", checks["admin_healthcheck"]
     assert checks["admin_healthcheck"]["message"] == (
-        f"GET /api/v1/namespaces/{deployment.namespace}/services/flyteadmin:80/proxy/healthcheck answered HTTP 200")
+        f"GET /api/v1/namespaces/{deployment.namespace}/services/flyteadmin:http/proxy/healthcheck answered HTTP 200")
     if deployment.database is None:
         assert checks["database_reachable"]["status"] == "skipped"
         pytest.skip(f"database_reachable not checked through exec: {deployment.postgres.reason}")
