@@ -12,9 +12,10 @@ What is real and what is not, check by check:
   test says why;
 * blueprint_instance and oidc_discovery ask test_authentik.FakeAuthentik, a clearly named test double of
   Authentik's two endpoints on 127.0.0.1;
-* admin_healthcheck is skipped explicitly: no FlyteAdmin process runs behind the simulated pods, and the API
-  server's service proxy would dial the pod's 10.244.x.x address, which is not on this machine. Its logic is
-  unit-tested over recorded answers of the service proxy.
+* admin_healthcheck goes through the real API server's service proxy; the API server's connection to the
+  flyteadmin pod's address goes through the platform's simulated pod network (simulations/cluster_network.py),
+  which enforces the namespace's CiliumNetworkPolicies as Cilium would for the kube-apiserver entity, and
+  behind which a stand-in answers FlyteAdmin's /healthcheck: no FlyteAdmin process runs in kwok's pods.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ SITE = "tests/integration/playbooks/flyte_health_site.yml"
 ROLES = ["secrets", "storage", "database", "authentik", "flyte", "networking"]
 NO_PROXY = {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
 COMPONENTS = ["flyteadmin", "flytepropeller", "datacatalog", "flyteconsole", "flytescheduler"]
-HEALTHCHECK_SKIPPED = ("the service proxy would dial a simulated pod's address (10.244.x.x), which is not on this machine, "
-                       "and no FlyteAdmin runs behind it")
 
 
 def inventory_vars() -> dict:
@@ -88,7 +87,7 @@ class Deployment:
         self.namespace, self.authentik, self.postgres, self.database = namespace, authentik, postgres, database
 
     def args(self, **extra) -> dict:
-        skip = ["admin_healthcheck"] + ([] if self.database else ["database_reachable"])
+        skip = [] if self.database else ["database_reachable"]
         args = {
             "namespace": self.namespace,
             "authentik": {"namespace": self.namespace, "url": self.authentik.url, "api_token": self.authentik.token},
@@ -141,7 +140,7 @@ def deployment(api, kubeconfig, tmp_path_factory):
         # The FlyteWorkflow CRD is cluster-scoped and owned by one Helm release: a second release (this namespace
         # next to flyte-system) must not claim it.
         "flyte_values_overrides": {"flytepropeller": {"createCRDs": False}},
-        "health_skip_checks": ["admin_healthcheck", "database_reachable"], "result_file": str(facts_result),
+        "health_skip_checks": ["database_reachable"], "result_file": str(facts_result),
         "secrets_wait_timeout": 60, "database_wait_timeout": 120, "networking_wait_timeout": 60,
     }
     try:
@@ -174,7 +173,7 @@ def test_the_converged_deployment_is_healthy_with_the_roles_facts(deployment):
     result = deployment.site_result
     assert result["healthy"] is True and result["failed"] is False, result["summary"]
     statuses = {name: check["status"] for name, check in by_name(result).items()}
-    assert statuses.pop("admin_healthcheck") == statuses.pop("database_reachable") == "skipped"
+    assert statuses.pop("database_reachable") == "skipped"
     assert statuses.pop("blueprint_instance") == "skipped"  # no API token in the facts
     assert set(statuses.values()) == {"ok"}, result["checks"]
     checks = by_name(result)
@@ -189,8 +188,9 @@ def test_healthy_deployment_passes_every_check(deployment, tmp_path):
     assert run.rc == 0 and run.changed == 0, run
     checks = by_name(result)
     assert list(checks) == [f"{c}_pods" for c in COMPONENTS] + health_fixed_checks()
-    assert checks["admin_healthcheck"]["status"] == "skipped"
-    assert checks["admin_healthcheck"]["message"] == "skipped on request (skip_checks)"
+    assert checks["admin_healthcheck"]["status"] == "ok", checks["admin_healthcheck"]
+    assert checks["admin_healthcheck"]["message"] == (
+        f"GET /api/v1/namespaces/{deployment.namespace}/services/flyteadmin:http/proxy/healthcheck answered HTTP 200")
     if deployment.database is None:
         assert checks["database_reachable"]["status"] == "skipped"
         pytest.skip(f"database_reachable not checked through exec: {deployment.postgres.reason}")
@@ -198,9 +198,9 @@ def test_healthy_deployment_passes_every_check(deployment, tmp_path):
     assert checks["database_reachable"]["message"] == (
         "flyte may log in to flyteadmin (LOGIN, a password, CONNECT; the password was not compared), "
         "as postgres found over the socket of flyte-postgres-1")
-    others = {name: c["status"] for name, c in checks.items() if name != "admin_healthcheck"}
-    assert set(others.values()) == {"ok"}, result["checks"]
-    assert result["summary"] == f"healthy: {len(others)} of {len(others)} checks ok, 1 skipped"
+    statuses = {name: c["status"] for name, c in checks.items()}
+    assert set(statuses.values()) == {"ok"}, result["checks"]
+    assert result["summary"] == f"healthy: {len(statuses)} of {len(statuses)} checks ok"
     for name in ("flyteadmin_pods", "database_cluster", "blueprint_instance", "oidc_discovery", "http_route", "grpc_route"):
         assert checks[name]["hint"] == "", checks[name]
     assert checks["blueprint_instance"]["message"].startswith("blueprint homelab-flyte-oidc applied")
@@ -374,3 +374,26 @@ def test_unknown_check_name_is_refused_before_any_read(deployment, tmp_path):
     run, result = deployment.check(tmp_path, ignore_errors=True, checks=["flyteadmin_pod"])
     assert result["failed"] is True and "checks" not in result
     assert result["msg"].startswith("unknown check name flyteadmin_pod; the checks are: flyteadmin_pods,")
+
+
+@pytest.fixture
+def admin_policy_restored(k8s, deployment):
+    policies = k8s.resources.get(api_version="cilium.io/v2", kind="CiliumNetworkPolicy")
+    saved = policies.get(name="flyte-admin", namespace=deployment.namespace).to_dict()["spec"]
+    yield policies
+    policies.patch(name="flyte-admin", namespace=deployment.namespace, content_type="application/merge-patch+json",
+                   body={"spec": {"ingress": saved["ingress"]}})
+
+
+def test_without_the_api_servers_rule_the_health_check_is_dropped(deployment, admin_policy_restored, tmp_path):
+    """The policy the collection wrote before it let the API server in: the service proxy's connection is dropped."""
+    policies, ns = admin_policy_restored, deployment.namespace
+    ingress = policies.get(name="flyte-admin", namespace=ns).to_dict()["spec"]["ingress"]
+    without = [rule for rule in ingress if rule.get("fromEntities") != ["kube-apiserver"]]
+    assert len(without) == len(ingress) - 1, ingress
+    policies.patch(name="flyte-admin", namespace=ns, content_type="application/merge-patch+json", body={"spec": {"ingress": without}})
+    time.sleep(1)  # the simulated network's watch sees the change
+    run, result = deployment.check(tmp_path, ignore_errors=True, checks=["admin_healthcheck"], skip_checks=[])
+    check = by_name(result)["admin_healthcheck"]
+    assert check["status"] == "fail", check
+    assert "answered HTTP 503" in check["message"] and "simulated Cilium dropped kube-apiserver" in check["message"], check

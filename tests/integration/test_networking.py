@@ -7,12 +7,16 @@ client and check what they say.
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import pytest
 from kubernetes import client
 
-from conftest import run_playbook
+from conftest import REPO, run_playbook
+
+sys.path.insert(0, str(REPO / "tests" / "platform" / "simulations"))
+from network_policy import ingress_verdict, reserved_identity  # noqa: E402  pylint: disable=wrong-import-position
 
 # The role as playbooks/site.yml runs it: its preflight entry point first, then main.
 ROLES = "tests/integration/playbooks/roles.yml"
@@ -27,7 +31,6 @@ GRPC_SERVICES = [
     "flyteidl.service.IdentityService",
     "flyteidl.service.DataProxyService",
     "flyteidl.service.SignalService",
-    "flyteidl.service.WatchService",
     "grpc.health.v1.Health",
 ]
 POLICIES = {
@@ -36,6 +39,9 @@ POLICIES = {
     "flyte-task-pods", "flyte-bucket-job",
 }
 NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
+CONTROLLER = "homelab.flyte/simulated-gateway-controller"
+# The API server's connections as Cilium sees them from a control plane on other nodes than the pod.
+APISERVER = reserved_identity("kube-apiserver", "remote-node")
 
 
 def role_vars(namespace: str, **extra) -> dict:
@@ -98,9 +104,9 @@ def test_cilium_engine_converges_idempotently(k8s, namespace):
     assert redirect["filters"] == [{"type": "RequestRedirect", "requestRedirect": {
         "path": {"type": "ReplaceFullPath", "replaceFullPath": "/console"}, "statusCode": 302}}]
 
-    # GRPCRoute: exact service matches to FlyteAdmin's gRPC port.
+    # GRPCRoute: exact service matches to FlyteAdmin's gRPC port, on a host name of its own.
     grpc = resources(k8s, "gateway.networking.k8s.io/v1", "GRPCRoute", namespace)["flyte"]
-    assert grpc["spec"]["hostnames"] == [HOSTNAME]
+    assert grpc["spec"]["hostnames"] == ["flyte-grpc.platform.test"]
     assert grpc["spec"]["parentRefs"] == http["spec"]["parentRefs"]
     [grpc_rule] = grpc["spec"]["rules"]
     assert [m["method"] for m in grpc_rule["matches"]] == [{"type": "Exact", "service": s} for s in GRPC_SERVICES]
@@ -230,3 +236,83 @@ def test_preflight_rejects_bad_input_before_touching_the_cluster(k8s, namespace,
         "HTTPRoute": {}, "GRPCRoute": {}, "CiliumNetworkPolicy": {}, "NetworkPolicy": {}}
     # The run stopped in the preflight, before the role's first write.
     assert "Ensure namespace" not in run.output, run
+
+
+def parent_verdicts(route: dict) -> dict[str, tuple[str, str, str]]:
+    """Each condition the platform's (strict) gateway controller reports: type -> (status, reason, message)."""
+    [parent] = [p for p in route["status"]["parents"] if p["controllerName"] == CONTROLLER]
+    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in parent["conditions"]}
+
+
+def service(api, namespace: str, name: str, ports: dict[str, int]) -> None:
+    client.CoreV1Api(api).create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ServiceSpec(selector={"app.kubernetes.io/name": name},
+                                  ports=[client.V1ServicePort(name=n, port=p) for n, p in ports.items()])))
+
+
+def test_every_route_is_accepted_by_a_conformant_gateway(api, k8s, namespace):
+    """Gateway API v1.6.1: a listener accepts only one of an HTTPRoute and a GRPCRoute for one hostname."""
+    for name, ports in {"flyteadmin": {"http": 80, "grpc": 81}, "flyteconsole": {"http": 80}, "flyte-s3": {"s3": 7070}}.items():
+        service(api, namespace, name, ports)
+    run = run_playbook(ROLES, extra_vars=role_vars(namespace, networking_wait_timeout=30))
+    assert run.rc == 0, run
+    routes = {(kind, name): route for kind in ("HTTPRoute", "GRPCRoute")
+              for name, route in resources(k8s, "gateway.networking.k8s.io/v1", kind, namespace).items()}
+    for (kind, name), route in routes.items():
+        verdicts = parent_verdicts(route)
+        assert verdicts["Accepted"][:2] == ("True", "Accepted"), (kind, name, verdicts)
+        assert verdicts["ResolvedRefs"][:2] == ("True", "ResolvedRefs"), (kind, name, verdicts)
+    http_hosts = {h for (kind, _), r in routes.items() if kind == "HTTPRoute" for h in r["spec"]["hostnames"]}
+    grpc_hosts = {h for (kind, _), r in routes.items() if kind == "GRPCRoute" for h in r["spec"]["hostnames"]}
+    assert http_hosts.isdisjoint(grpc_hosts), (http_hosts, grpc_hosts)
+
+
+def test_signed_urls_host_is_routed_to_the_in_cluster_object_store(api, k8s, namespace):
+    """pyflyte register from a laptop PUTs to the signed URL FlyteAdmin hands out: its host must reach the S3 server."""
+    service(api, namespace, "flyte-s3", {"s3": 7070})
+    public = {**role_vars(namespace)["storage_flyte"], "public_endpoint": "https://flyte-s3.platform.test"}
+    run = run_playbook(ROLES, extra_vars=role_vars(namespace, storage_flyte=public, networking_wait_timeout=30))
+    assert run.rc == 0, run
+    routes = resources(k8s, "gateway.networking.k8s.io/v1", "HTTPRoute", namespace)
+    [s3] = [r for r in routes.values() if r["spec"].get("hostnames") == ["flyte-s3.platform.test"]]
+    [rule] = s3["spec"]["rules"]
+    # Path-style S3 with SigV4: the path is signed, so it reaches the server unchanged (no prefix, no rewrite).
+    assert rule.get("matches", [{"path": {"type": "PathPrefix", "value": "/"}}]) == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert "filters" not in rule
+    assert [(b["kind"], b["name"], b["port"]) for b in rule["backendRefs"]] == [("Service", "flyte-s3", 7070)]
+    verdicts = parent_verdicts(s3)
+    assert verdicts["Accepted"][:2] == ("True", "Accepted") and verdicts["ResolvedRefs"][:2] == ("True", "ResolvedRefs"), verdicts
+    # Under default deny, the gateway must reach the store's pods too.
+    cnps = resources(k8s, "cilium.io/v2", "CiliumNetworkPolicy", namespace)
+    store_ingress = cnps["flyte-object-store"]["spec"]["ingress"]
+    assert any({k: v for k, v in r.items() if k != "toPorts"} == {"fromEntities": ["ingress"]} and ports(r) == {("7070", "TCP")}
+               for r in store_ingress), store_ingress
+
+
+def pod(namespace: str, name: str, **labels) -> dict:
+    return {"metadata": {"namespace": namespace, "name": f"{name}-0", "labels": {"app.kubernetes.io/name": name, **labels}}}
+
+
+def test_the_api_server_reaches_flyteadmins_health_endpoint_under_the_cilium_policies(k8s, namespace):
+    """flyte_health's admin_healthcheck goes through the API server's service proxy: the API server itself
+    connects to a FlyteAdmin pod's HTTP port. The policies are read back from the API server, which
+    validated them against the real CiliumNetworkPolicy CRD."""
+    run = run_playbook(ROLES, extra_vars=role_vars(namespace, networking_wait_timeout=0))
+    assert run.rc == 0, run
+    cnps = list(resources(k8s, "cilium.io/v2", "CiliumNetworkPolicy", namespace).values())
+    allowed, why = ingress_verdict(pod(namespace, "flyteadmin"), 8088, APISERVER, cilium_policies=cnps)
+    assert allowed, why
+    # The evaluation can refuse: the API server has no business on the gRPC port nor with the console.
+    assert not ingress_verdict(pod(namespace, "flyteadmin"), 8089, APISERVER, cilium_policies=cnps)[0]
+    assert not ingress_verdict(pod(namespace, "flyteconsole"), 8080, APISERVER, cilium_policies=cnps)[0]
+
+
+def test_the_api_server_reaches_flyteadmins_health_endpoint_under_network_policies(k8s, namespace):
+    kubernetes_vars = role_vars(namespace, networking_policy_engine="kubernetes", networking_wait_timeout=0,
+                                networking_kube_apiserver_cidrs=["192.0.2.10/32"], networking_oidc_issuer_cidrs=["192.0.2.20/32"])
+    assert run_playbook(ROLES, extra_vars=kubernetes_vars).rc == 0
+    policies = list(resources(k8s, "networking.k8s.io/v1", "NetworkPolicy", namespace).values())
+    verdict = ingress_verdict(pod(namespace, "flyteadmin"), 8088, APISERVER, "192.0.2.10", network_policies=policies)
+    assert verdict[0], verdict[1]
+    assert not ingress_verdict(pod(namespace, "flyteadmin"), 8088, APISERVER, "192.0.2.99", network_policies=policies)[0]

@@ -3,6 +3,8 @@ server then accepts every rendered object (server-side dry run against the real 
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -231,3 +233,51 @@ def test_secret_names_are_the_ones_flyte_core_mounts_even_where_an_inventory_ren
     assert "flyte-admin-secrets" in secret_volumes("flyteadmin")
     header = "".join(line for line in (out / "50-flyte-values.yaml").read_text().splitlines(True) if line.startswith("#"))
     assert "flyte-admin-secrets" in header and "flyte-secret-auth" in header and "my-" not in header
+
+
+def flyteadmin_keys() -> set[str]:
+    """The keys FlyteAdmin 1.16.8 accepts under strict validation (../shared/flyte-config-keys), lower-cased as viper reads them."""
+    shared = Path(os.environ.get("HOMELAB_FLYTE_SHARED") or REPO.parent / "shared")
+    return {key.lower() for key in json.loads((shared / "flyte-config-keys" / "flyteadmin.json").read_text())}
+
+
+def chart_configmap(out: Path, name: str) -> dict:
+    [found] = [d for d in yaml.safe_load_all((out / "51-flyte-chart.yaml").read_text())
+               if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+    return {key: yaml.safe_load(text) for key, text in found["data"].items()}
+
+
+def test_signed_urls_name_the_object_stores_public_host(tmp_path, no_cluster, kubeconfig):
+    """pyflyte register from a laptop uploads to the signed URL FlyteAdmin's DataProxy hands out."""
+    out = tmp_path / "rendered"
+    namespace = "flyte-system"
+    run = run_playbook(RENDER, extra_vars=render_vars(out, namespace), env=no_cluster)
+    assert run.rc == 0, run
+    values = yaml.safe_load((out / "50-flyte-values.yaml").read_text())
+    # flyte-core renders storage.signedUrl only for its sandbox type; for s3 it goes into FlyteAdmin's server.yaml.
+    assert values["configmap"]["adminServer"]["storage"] == {
+        "signedUrl": {"stowConfigOverride": {"endpoint": "https://flyte-s3.platform.test"}}}
+    admin = chart_configmap(out, "flyte-admin-base-config")
+    assert admin["server.yaml"]["storage"]["signedUrl"]["stowConfigOverride"] == {"endpoint": "https://flyte-s3.platform.test"}
+    # The pods keep the in-cluster endpoint; viper merges server.yaml's storage section into storage.yaml's.
+    assert admin["storage.yaml"]["storage"]["connection"]["endpoint"] == f"http://flyte-s3.{namespace}.svc.cluster.local:7070"
+    assert "signedUrl" not in admin["storage.yaml"]["storage"]
+    assert "storage.signedurl.stowconfigoverride" in flyteadmin_keys()
+    routes = [d for d in yaml.safe_load_all((out / "60-networking.yaml").read_text()) if d and d["kind"] == "HTTPRoute"]
+    [s3] = [r for r in routes if r["spec"]["hostnames"] == ["flyte-s3.platform.test"]]
+    assert [(b["name"], b["port"]) for b in s3["spec"]["rules"][0]["backendRefs"]] == [("flyte-s3", 7070)]
+
+
+def test_an_external_object_store_signs_its_own_urls(tmp_path, no_cluster, kubeconfig):
+    out = tmp_path / "rendered"
+    run = run_playbook(RENDER, extra_vars=render_vars(out, "flyte-system", storage_object_store="external",
+                                                      storage_s3_endpoint="https://s3.example.com",
+                                                      storage_s3_access_key_id="AKIAEXAMPLE",
+                                                      storage_s3_secret_access_key="not-a-real-secret"), env=no_cluster)
+    assert run.rc == 0, run
+    values = yaml.safe_load((out / "50-flyte-values.yaml").read_text())
+    assert "storage" not in values["configmap"]["adminServer"]
+    assert chart_configmap(out, "flyte-admin-base-config")["storage.yaml"]["storage"]["connection"]["endpoint"] == \
+        "https://s3.example.com"
+    routes = [d for d in yaml.safe_load_all((out / "60-networking.yaml").read_text()) if d and d["kind"] == "HTTPRoute"]
+    assert [r["metadata"]["name"] for r in routes] == ["flyte"]

@@ -8,9 +8,10 @@
 
 Real: etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from upstream
 modules (tests/platform/build), the upstream CRDs from ../shared/crds, RBAC, admission, the
-garbage collector, the PV binder. Simulated: kubelets (kwok nodes), and the third-party operators
-the collection relies on (tests/platform/simulations: kwok Stages, and operators.py for what a Stage
-cannot do, the 1Password operator and the CloudNativePG instance manager).
+garbage collector, the PV binder. Simulated: kubelets (kwok nodes), the pod network as the API
+server reaches it, and the third-party operators the collection relies on (tests/platform/simulations:
+kwok Stages, and small controllers for what a Stage cannot do: operators.py for the 1Password operator
+and the CloudNativePG instance manager, cnpg_backup.py, gateway_controller.py, cluster_network.py).
 
 Only the standard library: it runs before any virtualenv exists.
 """
@@ -49,10 +50,12 @@ NODE_COUNT = int(os.environ.get("HOMELAB_FLYTE_PLATFORM_NODES", "3"))
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 # Components in start order; down stops them in reverse.
-COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "operators",
-              "cnpg-backup"]
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "cluster-network", "kwok",
+              "gateway-controller", "cnpg-backup", "operators"]
 # The test PostgreSQL's port (tests/postgres.py reads the same variable).
 PG_PORT = os.environ.get("HOMELAB_FLYTE_PG_PORT", "25432")
+# The controllerName of the platform's GatewayClass (manifests/gateway.yaml), served by simulations/gateway_controller.py.
+GATEWAY_CONTROLLER = "homelab.flyte/simulated-gateway-controller"
 
 
 def log(message: str) -> None:
@@ -188,8 +191,12 @@ def command_lines() -> dict[str, list[str]]:
         f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+        # Its connections to pods and kubelets go through the simulated pod network (simulations/cluster_network.py).
+        f"--egress-selector-config-file={STATE / 'egress-selector.yaml'}",
     ]
     apiserver += [f"--advertise-address={advertise}"] if advertise else ["--endpoint-reconciler-type=none"]
+    simulation_api = [f"--server=https://127.0.0.1:{PORTS['apiserver']}", f"--ca={pki / 'ca.crt'}",
+                      f"--cert={pki / 'admin.crt'}", f"--key={pki / 'admin.key'}"]
     delegated = [f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
                  f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", "--leader-elect=false"]
     return {
@@ -222,9 +229,16 @@ def command_lines() -> dict[str, list[str]]:
         # The status CloudNativePG writes on Backups depends on other objects: a small controller, not a Stage.
         "cnpg-backup": [sys.executable, str(HERE / "simulations" / "cnpg_backup.py"), f"--kubeconfig={kubeconfig}"],
         "operators": [
-            sys.executable, str(HERE / "simulations" / "operators.py"),
-            f"--server=https://127.0.0.1:{PORTS['apiserver']}", f"--ca={pki / 'ca.crt'}",
-            f"--cert={pki / 'admin.crt'}", f"--key={pki / 'admin.key'}", f"--pg-port={PG_PORT}",
+            sys.executable, str(HERE / "simulations" / "operators.py"), *simulation_api, f"--pg-port={PG_PORT}",
+        ],
+        "cluster-network": [
+            sys.executable, str(HERE / "simulations" / "cluster_network.py"), *simulation_api,
+            f"--socket={STATE / 'cluster-network.sock'}", f"--pod-cidr={POD_CIDR}",
+            f"--apiserver-address={advertise or '127.0.0.1'}",
+        ],
+        "gateway-controller": [
+            sys.executable, str(HERE / "simulations" / "gateway_controller.py"), *simulation_api,
+            f"--controller-name={GATEWAY_CONTROLLER}",
         ],
     }
 
@@ -322,6 +336,16 @@ def write_stages() -> None:
     (STATE / "stages.yaml").write_text(text.replace("25432", PG_PORT))
 
 
+def write_egress_selector() -> None:
+    """The API server's "cluster" traffic (pods, services, kubelets) goes through the simulated pod network."""
+    config = {
+        "apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
+        "egressSelections": [{"name": "cluster", "connection": {
+            "proxyProtocol": "HTTPConnect", "transport": {"uds": {"udsName": str(STATE / "cluster-network.sock")}}}}],
+    }
+    (STATE / "egress-selector.yaml").write_text(json.dumps(config, indent=2))
+
+
 def node_manifest(index: int) -> dict:
     capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "200Gi"}
     name = f"kwok-node-{index}"
@@ -379,6 +403,13 @@ def cluster_ready() -> bool:
     return kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
 
+def gateway_programmed() -> bool:
+    gateway = json.loads(kubectl("get", "gateway", "platform-gateway", "-n", "gateway-system", "-o", "json").stdout)
+    generation = gateway["metadata"]["generation"]
+    return any(c["type"] == "Programmed" and c["status"] == "True" and c.get("observedGeneration") == generation
+               for c in (gateway.get("status") or {}).get("conditions") or [])
+
+
 # --- commands ------------------------------------------------------------------------------------
 
 def running() -> bool:
@@ -402,6 +433,7 @@ def cmd_up() -> None:
         make_pki(STATE / "pki")
         write_kubeconfig(STATE / "kubeconfig", STATE / "pki")
         write_stages()
+        write_egress_selector()
         lines = command_lines()
         start("etcd", lines["etcd"])
         wait_for("etcd", lambda: http_ok(f"http://127.0.0.1:{PORTS['etcd-client']}/health"), 60, "etcd")
@@ -410,12 +442,16 @@ def cmd_up() -> None:
         for name in ("kube-controller-manager", "kube-scheduler"):
             start(name, lines[name])
         install_content()
+        start("cluster-network", lines["cluster-network"])
+        wait_for("the simulated pod network", lambda: (STATE / "cluster-network.sock").exists(), 30, "cluster-network")
         # kwok resolves every Stage's resource at start, so the CRDs must be served first.
         start("kwok", lines["kwok"])
+        start("gateway-controller", lines["gateway-controller"])
         start("cnpg-backup", lines["cnpg-backup"])
         wait_for(f"{NODE_COUNT} Ready kwok nodes", cluster_ready, 120, "kwok")
         start("operators", lines["operators"])
         wait_for("the operator simulations", lambda: "started:" in (STATE / "logs" / "operators.log").read_text(), 30, "operators")
+        wait_for("the platform Gateway to be programmed", gateway_programmed, 60, "gateway-controller")
         log(f"started in {time.monotonic() - started:.1f}s")
     print(usage())
 
