@@ -1,6 +1,6 @@
 # Copyright: homelab.flyte contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Jinja tests for the roles' preflight: dns_label, dns_subdomain, hostname, k8s_quantity, http_url."""
+"""Jinja tests for the roles' preflight: dns_label, dns_subdomain, hostname, k8s_quantity, http_url, image_reference, label_selector."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from ansible_collections.homelab.flyte.plugins.module_utils.validation import (
     is_dns_subdomain,
     is_hostname,
     is_http_url,
+    is_image_reference,
     is_k8s_quantity,
+    is_label_selector,
 )
 
 
@@ -21,4 +23,6 @@ class TestModule:
             "hostname": is_hostname,
             "k8s_quantity": is_k8s_quantity,
             "http_url": is_http_url,
+            "image_reference": is_image_reference,
+            "label_selector": is_label_selector,
         }
