@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -95,6 +96,17 @@ def api(kubeconfig: str) -> client.ApiClient:
 @pytest.fixture(scope="session")
 def k8s(api: client.ApiClient) -> dynamic.DynamicClient:
     return dynamic.DynamicClient(api)
+
+
+@pytest.fixture(scope="session")
+def flyte_programs(kubeconfig) -> dict[str, str]:
+    """flytepropeller, flyte-config and flyte-workflow, built once (tests/platform/build caches them;
+    the fixture's build is a no-op after scripts/bootstrap), found where the platform's PATH puts them."""
+    assert kubeconfig, "the platform's PATH"
+    subprocess.run([str(REPO / "tests/platform/build"), "flyte"], check=True)
+    programs = {name: shutil.which(name) for name in ("flytepropeller", "flyte-config", "flyte-workflow")}
+    assert all(programs.values()), f"not on PATH ({os.environ['PATH']}): {programs}"
+    return programs
 
 
 @pytest.fixture

@@ -11,27 +11,13 @@ hand to `flyte-config` or `flytepropeller`, rewritten to that folder and otherwi
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_FLAG = re.compile(r"--config[= ](\S+)")
-
-
-@pytest.fixture(scope="session")
-def flyte_programs(kubeconfig) -> dict[str, str]:
-    """flytepropeller, flyte-config and flyte-workflow, built once (tests/platform/build caches them;
-    the fixture's build is a no-op after scripts/bootstrap), found where the platform's PATH puts them."""
-    assert kubeconfig, "the platform's PATH"
-    subprocess.run([str(REPO / "tests/platform/build"), "flyte"], check=True)
-    programs = {name: shutil.which(name) for name in ("flytepropeller", "flyte-config", "flyte-workflow")}
-    assert all(programs.values()), f"not on PATH ({os.environ['PATH']}): {programs}"
-    return programs
 
 
 def containers(deployment: dict) -> list[dict]:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import run_playbook
-from flyte_code import config_files, config_search_path, containers, effective_config, flyte_programs  # noqa: F401
+from flyte_code import config_files, config_search_path, containers, effective_config
 from test_render import render_vars
 
 RENDER = "playbooks/render.yml"
@@ -28,7 +28,7 @@ PLACEHOLDER = re.compile(r"{{ (\S+) }}")
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory, kubeconfig, flyte_programs):  # noqa: F811 - pytest fixtures
+def rendered(tmp_path_factory, kubeconfig, flyte_programs):
     """The chart's objects and each config-reading container's effective configuration."""
     assert kubeconfig, "the platform's PATH has helm"
     out = tmp_path_factory.mktemp("render")

@@ -31,7 +31,7 @@ import yaml
 from kubernetes import client
 
 from conftest import REPO, run_playbook
-from flyte_code import config_files, config_search_path, effective_config, flyte_programs  # noqa: F401
+from flyte_code import config_files, config_search_path, effective_config
 from test_flyte_site import ROLES, site_vars
 
 PROPELLER_LOG_TIMEOUT = 120
@@ -154,7 +154,7 @@ def service_account_kubeconfig(api, core, namespace: str, account: str, path: Pa
 
 
 @pytest.fixture(scope="module")
-def propeller(api, flyte_programs, tmp_path_factory):  # noqa: F811 - pytest fixtures
+def propeller(api, flyte_programs, tmp_path_factory):
     namespace = f"it-prop-{uuid.uuid4().hex[:6]}"
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     work = tmp_path_factory.mktemp("propeller")
@@ -225,7 +225,7 @@ def teardown(api, namespace: str, processes: list, created_crd: bool) -> None:
         client.ApiextensionsV1Api(api).delete_custom_resource_definition(CRD)
 
 
-def test_only_the_named_changes_differ_from_what_the_release_deployed(propeller, flyte_programs, tmp_path):  # noqa: F811
+def test_only_the_named_changes_differ_from_what_the_release_deployed(propeller, flyte_programs, tmp_path):
     config = flyte_programs["flyte-config"]
     with_changes = effective_config(config, propeller["search"])["settings"]
     # The same files without the one that names the changes (propeller is reading the folder).
@@ -262,7 +262,7 @@ def test_propeller_answers_its_health_endpoint(propeller):
     assert wait_until("the health endpoint", healthy, PROPELLER_LOG_TIMEOUT, propeller["log"])
 
 
-def test_a_container_task_gets_the_environment_and_secrets_the_collection_configured(api, propeller, flyte_programs):  # noqa: F811
+def test_a_container_task_gets_the_environment_and_secrets_the_collection_configured(api, propeller, flyte_programs):
     namespace = propeller["namespace"]
     core = client.CoreV1Api(api)
     # flyteadmin's default namespace mapping, {{ project }}-{{ domain }}; the cluster resource sync

@@ -136,8 +136,11 @@ def test_managed_roles_are_applied_with_their_password_and_reported(api, k8s, po
     wait_for("the managed role to log in", lambda: accepts(postgres, other, "first-pw"))
     assert postgres.sql("SELECT rolcreatedb, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_authid "
                         "WHERE rolname = %s", [other]) == [(True, True, "a managed role")]
-    status = wait_for("the managed roles' status", lambda: (lambda s: s if (s.get("byStatus") or {}).get("reconciled") else None)(
-        cluster_status(k8s, namespace).get("managedRolesStatus") or {}))
+
+    def reconciled_roles():
+        status = cluster_status(k8s, namespace).get("managedRolesStatus") or {}
+        return status if (status.get("byStatus") or {}).get("reconciled") else None
+    status = wait_for("the managed roles' status", reconciled_roles)
     assert other in status["byStatus"]["reconciled"] and "postgres" in status["byStatus"]["reserved"]
     assert status["byStatus"]["pending-reconciliation"] == [f"missing_{other}"]
     assert status["cannotReconcile"] == {f"missing_{other}": [
@@ -189,16 +192,18 @@ def test_databaseroles_are_applied_refused_when_the_cluster_manages_the_role_and
     roles.create(namespace=namespace, body={"apiVersion": CNPG, "kind": "DatabaseRole", "metadata": {"name": "owner"}, "spec": {
         "cluster": {"name": "pg"}, "name": owner, "login": True}})
 
-    status = wait_for("the DatabaseRole applied", lambda: (lambda s: s if s.get("applied") else None)(
-        roles.get(name="other", namespace=namespace).to_dict().get("status") or {}))
+
+    def role_status(name):
+        return roles.get(name=name, namespace=namespace).to_dict().get("status") or {}
+    status = wait_for("the DatabaseRole applied", lambda: role_status("other") if role_status("other").get("applied") else None)
     assert accepts(postgres, other, "role-pw")
     secret_version = core.read_namespaced_secret("other-credentials", namespace).metadata.resource_version
     assert status["observedGeneration"] == 1 and status["secretResourceVersion"] == secret_version
     assert [(c["type"], c["reason"], c["message"]) for c in status["conditions"]] == [
         ("PasswordSecretChange", "ChangeDetected", secret_version)]
     assert "cnpg.io/deleteRole" in roles.get(name="other", namespace=namespace).metadata.finalizers
-    refused = wait_for("the conflicting DatabaseRole refused", lambda: (lambda s: s if s.get("applied") is False else None)(
-        roles.get(name="owner", namespace=namespace).to_dict().get("status") or {}))
+    refused = wait_for("the conflicting DatabaseRole refused",
+                       lambda: role_status("owner") if role_status("owner").get("applied") is False else None)
     assert refused["message"] == "database role is already managed by the CNPG cluster"
 
     roles.delete(name="other", namespace=namespace)
