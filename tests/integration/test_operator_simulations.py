@@ -192,7 +192,6 @@ def test_databaseroles_are_applied_refused_when_the_cluster_manages_the_role_and
     roles.create(namespace=namespace, body={"apiVersion": CNPG, "kind": "DatabaseRole", "metadata": {"name": "owner"}, "spec": {
         "cluster": {"name": "pg"}, "name": owner, "login": True}})
 
-
     def role_status(name):
         return roles.get(name=name, namespace=namespace).to_dict().get("status") or {}
     status = wait_for("the DatabaseRole applied", lambda: role_status("other") if role_status("other").get("applied") else None)
