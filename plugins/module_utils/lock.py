@@ -153,7 +153,7 @@ def playbook_pid(pid: int | None = None) -> int:
     """
     found = None
     current = pid or os.getpid()
-    for _ in range(64):
+    for _attempt in range(64):
         try:
             with open(f"/proc/{current}/cmdline", "rb") as handle:
                 argv = [os.path.basename(a.decode(errors="replace")) for a in handle.read().split(b"\0")[:3] if a]
@@ -329,7 +329,7 @@ class KubeLeaseStore(LeaseStore):
 
     def read(self, namespace, name):
         try:
-            obj, _, headers = self.leases.read_namespaced_lease_with_http_info(name, namespace)
+            obj, _status, headers = self.leases.read_namespaced_lease_with_http_info(name, namespace)
             return self._lease(obj), server_time(headers)
         except ApiException as error:
             if error.status == 404:

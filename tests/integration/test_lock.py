@@ -88,7 +88,7 @@ def put_lease(api, namespace: str, holder: str, renewed: datetime, duration: int
 
 def kill_session(process: subprocess.Popen):
     """kill -9 of the run and of everything it started (helm included), as when its container dies."""
-    for _ in range(20):
+    for _attempt in range(20):
         members = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True, check=False).stdout.split()
         if not members:
             break

@@ -263,8 +263,8 @@ def test_every_route_is_accepted_by_a_conformant_gateway(api, k8s, namespace):
         verdicts = parent_verdicts(route)
         assert verdicts["Accepted"][:2] == ("True", "Accepted"), (kind, name, verdicts)
         assert verdicts["ResolvedRefs"][:2] == ("True", "ResolvedRefs"), (kind, name, verdicts)
-    http_hosts = {h for (kind, _), r in routes.items() if kind == "HTTPRoute" for h in r["spec"]["hostnames"]}
-    grpc_hosts = {h for (kind, _), r in routes.items() if kind == "GRPCRoute" for h in r["spec"]["hostnames"]}
+    http_hosts = {h for (kind, _name), r in routes.items() if kind == "HTTPRoute" for h in r["spec"]["hostnames"]}
+    grpc_hosts = {h for (kind, _name), r in routes.items() if kind == "GRPCRoute" for h in r["spec"]["hostnames"]}
     assert http_hosts.isdisjoint(grpc_hosts), (http_hosts, grpc_hosts)
 
 

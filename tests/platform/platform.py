@@ -443,7 +443,7 @@ def cmd_up() -> None:
             start(name, lines[name])
         install_content()
         start("cluster-network", lines["cluster-network"])
-        wait_for("the simulated pod network", lambda: (STATE / "cluster-network.sock").exists(), 30, "cluster-network")
+        wait_for("the simulated pod network", (STATE / "cluster-network.sock").exists, 30, "cluster-network")
         # kwok resolves every Stage's resource at start, so the CRDs must be served first.
         start("kwok", lines["kwok"])
         start("gateway-controller", lines["gateway-controller"])

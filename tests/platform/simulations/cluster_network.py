@@ -94,7 +94,7 @@ class Network:
         label = f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']}:{port}"
         allowed, why = ingress_verdict(pod, port, APISERVER_IDENTITY, self.apiserver_address,
                                        list(view["CiliumNetworkPolicy"].values()), list(view["NetworkPolicy"].values()),
-                                       {name: ns for (_, name), ns in view["Namespace"].items()})
+                                       {name: ns for (_namespace, name), ns in view["Namespace"].items()})
         if not allowed:
             log(f"dropped kube-apiserver -> {label}: {why}")
             return "refuse", (503, f"simulated Cilium dropped kube-apiserver -> {label}: {why}")
@@ -123,7 +123,7 @@ class Handler(socketserver.BaseRequestHandler):
         if len(parts) < 2 or parts[0] != "CONNECT":
             connection.sendall(b"HTTP/1.1 405 only CONNECT\r\n\r\n")
             return
-        host, _, port_text = parts[1].rpartition(":")
+        host, _colon, port_text = parts[1].rpartition(":")
         host = host.strip("[]")
         if self.network is None:  # still filling the caches: only the pod network must wait
             verdict, detail = ("refuse", (503, "the simulated network is starting")) if in_network(host, self.pod_cidr) \
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
     os.chmod(args.socket, 0o600)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log(f"listening on {args.socket}")
-    cache, lock, _ = start_informers(api_from(args), PATHS)
+    cache, lock, _threads = start_informers(api_from(args), PATHS)
     Handler.network = Network(cache, lock, args.pod_cidr, args.apiserver_address)
     log("policies and pods cached; deciding connections to the pod network")
     threading.Event().wait()

@@ -118,7 +118,7 @@ def selector_matches(selector: dict | None, labels: dict) -> bool:
 def reference_granted(grants: dict, target_namespace: str, from_group: str, from_kind: str, from_namespace: str,
                       to_group: str, to_kind: str, to_name: str) -> bool:
     """A ReferenceGrant in the target's namespace lets this kind of object of from_namespace refer to it."""
-    for (namespace, _), grant in grants.items():
+    for (namespace, _name), grant in grants.items():
         if namespace != target_namespace:
             continue
         spec = grant.get("spec") or {}
@@ -265,10 +265,10 @@ class Reconciler:
                         problems.append(("BackendNotFound", f"{label} has no port {ref.get('port')} (it has {ports})"))
         if not problems:
             return None
-        return problems[0][0], "; ".join(message for _, message in problems)
+        return problems[0][0], "; ".join(message for _reason, message in problems)
 
     def reconcile(self) -> None:
-        classes = {name: gc for (_, name), gc in self.cache["GatewayClass"].items()
+        classes = {name: gc for (_namespace, name), gc in self.cache["GatewayClass"].items()
                    if (gc.get("spec") or {}).get("controllerName") == self.controller}
         for gc in classes.values():
             self.write_class(gc)
@@ -325,7 +325,7 @@ class Reconciler:
                     rival = next((r for r in attached.get(slot, []) if r[0] != kind and hostnames_overlap(r[1], served)), None)
                     (losers if rival else winners).append((state, served, rival))
                 if winners:
-                    for state, served, _ in winners:
+                    for state, served, _rival in winners:
                         attached.setdefault((gw_key, state["listener"]["name"]), []).append((kind, served, "/".join(key_of(route))))
                         state["attached"] += 1
                     verdict = accepted(True, "Accepted", "Route accepted")

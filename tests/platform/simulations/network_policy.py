@@ -42,7 +42,7 @@ def reserved_identity(*names: str) -> dict[str, str]:
 
 def _lookup(labels: dict[str, str], key: str) -> tuple[bool, str | None]:
     """A selector key without a source (`app`) or with `any:` matches any source; `k8s:x` only k8s labels."""
-    source, _, bare = key.partition(":") if ":" in key else ("any", "", key)
+    source, _colon, bare = key.partition(":") if ":" in key else ("any", "", key)
     if source == "any":
         for found, value in labels.items():
             if found.split(":", 1)[1] == bare:
