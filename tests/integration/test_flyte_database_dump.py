@@ -22,7 +22,7 @@ from test_flyte_database import create_cluster, wait_for_primary
 
 PLAYBOOK = "tests/integration/playbooks/flyte_database_dump.yml"
 
-postgres = postgres_fixture(exec_passfile=True)
+postgres = postgres_fixture()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from ansible_collections.homelab.flyte.tests.postgres import postgres_fixture
 from conftest import REPO, run_playbook
 from test_flyte_site import ROLES, site_vars
 
-postgres = postgres_fixture(scope="module", exec_passfile=True)
+postgres = postgres_fixture(scope="module")
 HEALTH_SKIPS = ["admin_healthcheck", "oidc_discovery", "database_reachable"]
 
 
