@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,6 +21,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from collection_copy import ansible_env, export_repo
+
 REPO = Path(__file__).resolve().parents[2]
 GALAXY = yaml.safe_load((REPO / "galaxy.yml").read_text(encoding="utf-8"))
 MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
@@ -30,24 +30,9 @@ MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if 
 TEST_ONLY = ["tests", "bench", "molecule", ".ci", "scripts"]
 
 
-def export_repo(destination: Path) -> Path:
-    """Copy what git would commit (tracked and untracked files, ignored ones left out) to destination."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file() or source.is_symlink():  # files deleted in the work tree stay listed in the index
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target, follow_symlinks=False)
-    return destination
-
-
 def isolated_env(collections_path: Path) -> dict[str, str]:
     """An environment that finds homelab.flyte only in collections_path (the repository's ansible.cfg is not read)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_path), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    return env
+    return ansible_env(ANSIBLE_COLLECTIONS_PATH=str(collections_path))
 
 
 @pytest.fixture(scope="module")

@@ -3,28 +3,25 @@ playbooks/awx_configure.yml, and the playbooks' syntax.
 
 No AWX server and no container runtime exist here. What is tested:
 
-- `ansible-builder create` writes a build context that holds every dependency, and ansible-builder's
-  own introspection script, run on the collection installed from the tarball, finds them too;
 - every survey spec against a JSON schema written from AWX's survey validation (cited rule by rule
   below), the credential types against the JSON schemas AWX validates them with;
 - playbooks/awx_configure.yml run for real against a stand-in awx.awx collection whose modules only
   record their arguments: this shows what the playbook asks AWX to create, not what AWX does;
 - the job templates' extra variables turning survey answers into typed variables, with the extra
   variables written the way AWX writes them (survey answers marked !unsafe);
-- ansible-playbook --syntax-check of every playbook;
-- on the local platform when it is running: kubernetes.core modules, its k8s lookup and
-  kubernetes.core.helm with nothing but the K8S_AUTH_* variables AWX's Kubernetes credential injects.
+- ansible-playbook --syntax-check of every playbook.
+
+The execution environment's build context (ansible-builder) is tested in tests/integration/test_awx_ee.py,
+and Kubernetes access with AWX's credential alone on the local platform in tests/integration/test_awx_platform.py.
 
 Not tested: building or running the image, AWX's API, its job launch and survey UI.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -35,7 +32,6 @@ import pytest
 import yaml
 from jinja2 import StrictUndefined, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 AWX_DIR = REPO / "playbooks" / "awx"
@@ -57,130 +53,11 @@ def argument_spec(role: str) -> dict:
     return specs["argument_specs"]["main"]["options"]
 
 
-def requirement_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ANSIBLE_", "K8S_AUTH_", "OP_CONNECT_", "CONTROLLER_", "TOWER_"))}
     env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", **extra)
     return env
-
-
-# --------------------------------------------------------------------------------------------------
-# The execution environment
-
-def export_repo(destination: Path) -> Path:
-    """What git would commit (tracked and untracked files, ignored ones left out), copied to destination."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file() or source.is_symlink():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name, follow_symlinks=False)
-    return destination
-
-
-@pytest.fixture(scope="module")
-def ee_context(tmp_path_factory) -> Path:
-    """The build context of execution-environment.yml, made as docs/awx.md says: tarball in dist/, then create."""
-    source = export_repo(tmp_path_factory.mktemp("source"))
-    subprocess.run(["ansible-galaxy", "collection", "build", "--output-path", "dist"], cwd=source, check=True,
-                   capture_output=True, env=clean_env())
-    context = tmp_path_factory.mktemp("context")
-    result = subprocess.run(["ansible-builder", "create", "-f", "execution-environment.yml", "-c", str(context),
-                             "--output-filename", "Containerfile"], cwd=source, capture_output=True, text=True,
-                            check=False, env=clean_env())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "No matches" not in result.stdout + result.stderr, "additional_build_files found no collection tarball"
-    return context
-
-
-@pytest.fixture(scope="module")
-def containerfile(ee_context) -> str:
-    return (ee_context / "Containerfile").read_text(encoding="utf-8")
-
-
-def stage(containerfile: str, name: str) -> str:
-    """The instructions of one build stage of the Containerfile."""
-    parts = re.split(r"^FROM ", containerfile, flags=re.MULTILINE)
-    matches = [p for p in parts if re.match(rf"\S+ AS {name}\b", p)]
-    assert len(matches) == 1, f"no single stage {name}"
-    return matches[0]
-
-
-def test_context_holds_every_python_requirement(ee_context):
-    built = requirement_lines(ee_context / "_build" / "requirements.txt")
-    wanted = requirement_lines(REPO / "meta" / "ee-requirements.txt")
-    assert wanted and built == wanted
-    for name in ("kubernetes", "psycopg", "onepasswordconnectsdk"):
-        assert any(Requirement(line).name == name for line in built), name
-
-
-def test_ee_pins_are_those_of_requirements_txt(containerfile):
-    pins = {Requirement(line).name: str(Requirement(line)) for line in requirement_lines(REPO / "requirements.txt")}
-    for line in requirement_lines(REPO / "meta" / "ee-requirements.txt"):
-        requirement = Requirement(line)
-        if requirement.name in pins:
-            assert str(requirement) == pins[requirement.name]
-    assert pins["ansible-core"] in containerfile, "the EE's ansible-core differs from requirements.txt's"
-
-
-def test_context_holds_every_system_package(ee_context):
-    built = requirement_lines(ee_context / "_build" / "bindep.txt")
-    assert built == requirement_lines(REPO / "meta" / "ee-bindep.txt")
-    assert {line.split()[0] for line in built} >= {"ca-certificates", "tar", "gzip"}
-
-
-def test_context_holds_the_galaxy_requirements_of_galaxy_yml(ee_context):
-    collections = yaml.safe_load((ee_context / "_build" / "requirements.yml").read_text(encoding="utf-8"))["collections"]
-    assert {c["name"]: c["version"] for c in collections} == GALAXY["dependencies"]
-
-
-def test_context_holds_the_collection_and_installs_it_in_the_galaxy_stage(ee_context, containerfile):
-    tarballs = list((ee_context / "_build" / "homelab-flyte").glob("*.tar.gz"))
-    assert [t.name for t in tarballs] == [f"homelab-flyte-{GALAXY['version']}.tar.gz"]
-    galaxy = stage(containerfile, "galaxy")
-    assert "COPY _build /build" in galaxy
-    install = [line for line in galaxy.splitlines() if "/build/homelab-flyte/homelab-flyte-*.tar.gz" in line]
-    assert install and "ansible-galaxy collection install --offline" in install[0]
-    # After the Galaxy requirements, so that --offline finds kubernetes.core and community.general.
-    assert galaxy.index("-r requirements.yml --collections-path") < galaxy.index(install[0])
-
-
-def test_containerfile_installs_a_pinned_verified_helm_in_the_final_image(containerfile):
-    final = stage(containerfile, "final")
-    steps = [line for line in final.splitlines() if "helm" in line and line.startswith("RUN ")]
-    assert len(steps) == 1
-    step = steps[0]
-    versions = dict(line.split("=", 1) for line in (REPO / "tests/platform/versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    # The helm the local platform's tests run is the helm the EE ships.
-    assert f"helm_version={versions['HELM_VERSION']};" in step
-    sums = dict(re.findall(r"helm_arch=(amd64|arm64); helm_sha256=([0-9a-f]{64});", step))
-    assert set(sums) == {"amd64", "arm64"}
-    assert re.search(r'echo "\$helm_sha256  /tmp/helm.tar.gz" \| sha256sum -c -;', step)
-    assert step.index("sha256sum -c") < step.index("tar -xzf") < step.index("install -m 0755")
-    assert "/usr/local/bin/helm" in step and step.rstrip().endswith("helm version --short")
-    assert "ARG HELM_MIRROR=https://get.helm.sh" in final
-    # Installed as root, before the image switches to its unprivileged user.
-    assert final.index(step) < final.index("USER 1000")
-
-
-def test_builder_introspection_finds_the_collections_dependencies(ee_context, tmp_path):
-    """Run ansible-builder's own introspect.py, as the builder stage does, on the collection installed from the tarball."""
-    tarball = next((ee_context / "_build" / "homelab-flyte").glob("*.tar.gz"))
-    subprocess.run(["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(tmp_path), str(tarball)],
-                   check=True, capture_output=True, env=clean_env(ANSIBLE_COLLECTIONS_PATH=str(tmp_path)))
-    pip, bindep = tmp_path / "pip.txt", tmp_path / "bindep.txt"
-    subprocess.run([sys.executable, str(ee_context / "_build" / "scripts" / "introspect.py"), "introspect",
-                    f"--write-pip={pip}", f"--write-bindep={bindep}", str(tmp_path)], check=True, capture_output=True)
-    found_pip = [line.split("  #")[0] for line in pip.read_text().splitlines() if line.endswith("# from collection homelab.flyte")]
-    found_sys = [line.split("  #")[0] for line in bindep.read_text().splitlines() if line.endswith("# from collection homelab.flyte")]
-    assert found_pip == requirement_lines(REPO / "meta" / "ee-requirements.txt")
-    assert found_sys == requirement_lines(REPO / "meta" / "ee-bindep.txt")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1050,89 +927,3 @@ def test_playbook_syntax(playbook):
     result = subprocess.run(["ansible-playbook", "--syntax-check", str(playbook.relative_to(REPO))], cwd=REPO,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-# --------------------------------------------------------------------------------------------------
-# Kubernetes access with AWX's Kubernetes credential only, on the local platform when it runs
-
-PLATFORM = REPO / "tests" / "platform" / "platform.py"
-K8S_AUTH_PROBE = """\
-- name: Kubernetes access the way an AWX job has it
-  hosts: cluster
-  gather_facts: false
-  tasks:
-    - name: Read the namespace with kubernetes.core.k8s_info
-      kubernetes.core.k8s_info:
-        kind: Namespace
-        name: "{{ probe_namespace }}"
-      register: probe_info
-      failed_when: probe_info.resources | length != 1
-    - name: List namespaces with the kubernetes.core.k8s lookup
-      ansible.builtin.assert:
-        that: probe_namespace in query('kubernetes.core.k8s', api_version='v1', kind='Namespace') | map(attribute='metadata.name')
-    - name: Write a ConfigMap with kubernetes.core.k8s
-      kubernetes.core.k8s:
-        definition:
-          apiVersion: v1
-          kind: ConfigMap
-          metadata: {name: awx-probe, namespace: "{{ probe_namespace }}"}
-          data: {written-by: kubernetes.core.k8s}
-    - name: Run helm as the flyte role's preflight does
-      ansible.builtin.command: helm version --short
-      changed_when: false
-    - name: Install a chart with kubernetes.core.helm, as the flyte role does
-      kubernetes.core.helm:
-        name: awx-probe
-        chart_ref: "{{ probe_chart }}"
-        release_namespace: "{{ probe_namespace }}"
-        atomic: true
-        wait: true
-        timeout: 120s
-        values: {replicas: 1}
-"""
-
-
-def kubectl(*args: str, kubeconfig: str) -> str:
-    return subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, check=True).stdout
-
-
-@pytest.mark.skipif(not (shutil.which("helm") and shutil.which("kubectl")), reason="helm and kubectl are not on the PATH")
-@pytest.mark.skipif(subprocess.run([sys.executable, str(PLATFORM), "status"], capture_output=True, check=False).returncode != 0,
-                    reason="the local platform is not running (python3 tests/platform/platform.py up)")
-def test_kubernetes_core_and_helm_work_with_k8s_auth_env_only(tmp_path):
-    exports = subprocess.run([sys.executable, str(PLATFORM), "env"], capture_output=True, text=True, check=True).stdout
-    kubeconfig = re.search(r"KUBECONFIG=['\"]?([^'\"\s]+)", exports).group(1)
-    config = json.loads(Path(kubeconfig).read_text()) if Path(kubeconfig).read_text().lstrip().startswith("{") \
-        else yaml.safe_load(Path(kubeconfig).read_text())
-    cluster = config["clusters"][0]["cluster"]
-    ca_cert = tmp_path / "ca.crt"
-    ca_cert.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-    namespace = f"awx-auth-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", namespace, kubeconfig=kubeconfig)
-    try:
-        kubectl("-n", namespace, "create", "serviceaccount", "awx", kubeconfig=kubeconfig)
-        kubectl("create", "clusterrolebinding", f"{namespace}-awx", "--clusterrole=cluster-admin",
-                f"--serviceaccount={namespace}:awx", kubeconfig=kubeconfig)
-        token = kubectl("-n", namespace, "create", "token", "awx", "--duration=10m", kubeconfig=kubeconfig).strip()
-        (tmp_path / "hosts.yml").write_text("cluster:\n  hosts:\n    cluster:\n      ansible_connection: local\n", encoding="utf-8")
-        (tmp_path / "probe.yml").write_text(K8S_AUTH_PROBE, encoding="utf-8")
-        (tmp_path / "home").mkdir()
-        helm_dir = str(Path(shutil.which("helm")).parent)
-        # What an AWX job's environment has: the credential's K8S_AUTH_* variables, no kubeconfig, a bare HOME.
-        env = {"PATH": f"{Path(sys.executable).parent}:{helm_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
-               "K8S_AUTH_HOST": cluster["server"], "K8S_AUTH_API_KEY": token, "K8S_AUTH_VERIFY_SSL": "True",
-               "K8S_AUTH_SSL_CA_CERT": str(ca_cert), "ANSIBLE_NOCOLOR": "1"}
-        result = subprocess.run(
-            ["ansible-playbook", "-i", "hosts.yml", "probe.yml", "-e",
-             json.dumps({"probe_namespace": namespace, "probe_chart": str(REPO / "tests/charts/platform-probe"),
-                         "ansible_python_interpreter": sys.executable})],
-            cwd=tmp_path, capture_output=True, text=True, check=False, env=env)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-        # Read back with the platform's admin kubeconfig, not with the code under test.
-        assert "written-by" in kubectl("-n", namespace, "get", "configmap", "awx-probe", "-o", "yaml", kubeconfig=kubeconfig)
-        assert "owner=helm" in kubectl("-n", namespace, "get", "secrets", "--show-labels", kubeconfig=kubeconfig)
-    finally:
-        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "clusterrolebinding", f"{namespace}-awx",
-                        "--ignore-not-found"], capture_output=True, check=False)
-        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", namespace, "--wait=false"],
-                       capture_output=True, check=False)
