@@ -37,6 +37,13 @@ from urllib.parse import quote, quote_plus, urlencode
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError, SSLValidationError, open_url
 
+from ansible_collections.homelab.flyte.plugins.module_utils.validation import (
+    is_dns_label,
+    is_dns_subdomain,
+    is_label_name,
+    is_label_value,
+)
+
 API_PROJECTS = "/api/v1/projects"
 OAUTH2_METADATA = "/.well-known/oauth-authorization-server"
 CLIENT_CONFIG = "/config/v1/flyte_client"
@@ -147,18 +154,15 @@ def urls_transport(method: str, url: str, headers: dict, body: bytes | None, tim
 # ---------------------------------------------------------------------------------------------------
 # Projects: validation, the API's JSON form, and the plan from desired and current state.
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _label_key_problem(key) -> str | None:
     if not isinstance(key, str) or not key:
         return "is empty"
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if slash and not is_dns_subdomain(prefix):
         return "has a prefix that is not a DNS-1123 subdomain (lowercase, at most 253 characters, e.g. example.com)"
-    if len(name) > 63 or not _LABEL_NAME.match(name):
+    if not is_label_name(name):
         return ("is not a Kubernetes label name: at most 63 characters, alphanumerics, '-', '_' or '.', "
                 "starting and ending with an alphanumeric (optionally prefixed by a DNS subdomain and '/')")
     return None
@@ -168,7 +172,7 @@ def project_problems(spec: dict) -> list[str]:
     """What FlyteAdmin would reject in a project spec (id, name, description, labels), checked before any request."""
     problems = []
     pid = spec.get("id")
-    if not isinstance(pid, str) or len(pid) > 63 or not _DNS_LABEL.match(pid):
+    if not is_dns_label(pid):
         problems.append(f"id {pid!r} must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending "
                         "with a letter or digit, at most 63 characters")
     name = spec.get("name")
@@ -196,7 +200,7 @@ def project_problems(spec: dict) -> list[str]:
                     problems.append(f"label key {key!r} {problem}")
                 if not isinstance(value, str):
                     problems.append(f"label {key!r} has a {type(value).__name__} value: label values are strings, quote it")
-                elif value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+                elif value and not is_label_value(value):
                     problems.append(f"label {key!r} has the value {value!r}, not a Kubernetes label value: at most 63 "
                                     "characters, alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric")
     return problems

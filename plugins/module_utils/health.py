@@ -266,7 +266,7 @@ def check_database_query(attempt: dict) -> dict:
     text = text.strip()
     lowered = text.lower()
     pod_logs = f"kubectl -n {namespace} logs {target} -c postgres" if via_exec else \
-        f"kubectl -n {namespace} logs -l cnpg.io/cluster={cluster},cnpg.io/instanceRole=primary -c postgres"
+        f"kubectl -n {namespace} logs -l {PRIMARY_SELECTOR.format(cluster=cluster)} -c postgres"
     pod = target if via_exec else cluster + "-1"
     by_hand = f"kubectl -n {namespace} exec -it {pod} -c postgres -- psql -U {LOCAL_SUPERUSER} -d {database}"
     if f'database "{database}" does not exist' in text:

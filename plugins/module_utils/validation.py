@@ -85,6 +85,11 @@ def is_image_reference(value) -> bool:
     return len(name) <= 255
 
 
+def is_label_name(value) -> bool:
+    """The name part of a label key (after an optional prefix and '/')."""
+    return isinstance(value, str) and bool(re.fullmatch(_LABEL_NAME, value))
+
+
 def is_label_key(value) -> bool:
     return isinstance(value, str) and bool(_LABEL_KEY.fullmatch(value)) and len(value.rsplit("/", 1)[0]) <= 253
 
