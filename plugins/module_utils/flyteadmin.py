@@ -155,7 +155,6 @@ def urls_transport(method: str, url: str, headers: dict, body: bytes | None, tim
 # Projects: validation, the API's JSON form, and the plan from desired and current state.
 
 
-
 def _label_key_problem(key) -> str | None:
     if not isinstance(key, str) or not key:
         return "is empty"
