@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +171,37 @@ def create_test_postgres_namespace(api: client.ApiClient, name: str) -> None:
     """A namespace whose CloudNativePG Clusters the simulated instance manager serves from the test PostgreSQL."""
     client.CoreV1Api(api).create_namespace(client.V1Namespace(
         metadata=client.V1ObjectMeta(name=name, labels={TEST_POSTGRES_LABEL: "true"})))
+
+
+S3_ACCESS_KEY, S3_BUCKET = "dump-store-test", "flyte-backups"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3 server on loopback: versitygw (the storage role's object store) with its posix backend, one bucket."""
+    versitygw = shutil.which("versitygw")
+    if not versitygw:
+        pytest.fail("versitygw is not on the PATH: tests/platform/build versitygw")
+    data = tmp_path_factory.mktemp("s3")
+    (data / S3_BUCKET).mkdir()
+    port, secret = free_port(), secrets.token_hex(16)
+    log = open(data.parent / f"versitygw-{port}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([versitygw, "--port", f"127.0.0.1:{port}", "--region", "us-east-1", "posix", str(data)],
+                               stdout=log, stderr=subprocess.STDOUT,
+                               env={"ROOT_S3_ACCESS_KEY_KEY_ID": S3_ACCESS_KEY, "ROOT_SECRET_S3_ACCESS_KEY_KEY": secret, "PATH": "/usr/bin:/bin"})
+    try:
+        deadline = time.monotonic() + 30
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert process.poll() is None and time.monotonic() < deadline, (data.parent / f"versitygw-{port}.log").read_text()
+            time.sleep(0.2)
+        yield {"endpoint": f"http://127.0.0.1:{port}", "secret": secret, "data": data}
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()

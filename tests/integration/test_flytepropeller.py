@@ -30,18 +30,12 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import REPO, run_playbook
+from conftest import REPO, free_port, run_playbook
 from flyte_code import config_files, config_search_path, effective_config
 from test_flyte_site import ROLES, site_vars
 
 PROPELLER_LOG_TIMEOUT = 120
 CRD = "flyteworkflows.flyte.lyft.com"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def local_changes(kubeconfig: Path, prof_port: int, s3_endpoint: str, events: Path) -> dict:

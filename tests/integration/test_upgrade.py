@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client
 
 from ansible_collections.homelab.flyte.tests.postgres import postgres_fixture
-from conftest import REPO, run_playbook
+from conftest import REPO, S3_ACCESS_KEY, S3_BUCKET, run_playbook
 from test_flyte_site import ROLES, site_vars
 
 postgres = postgres_fixture(scope="module")
@@ -205,3 +205,39 @@ def test_3_a_failed_upgrade_rolls_back_and_its_dump_restores(deployment, api, po
 
     again = run_playbook("playbooks/restore.yml", extra_vars=restore_vars)
     assert again.rc == 0 and again.changed == 0, again
+
+
+def test_4_dumps_kept_in_the_object_store_restore_from_there(deployment, api, postgres, s3, tmp_path):
+    """In AWX the job's container is discarded: the dumps of a failed upgrade are kept in the object store
+    (a real S3 server, versitygw), and restore.yml fetches and restores them from their s3:// location."""
+    namespace = deployment["namespace"]
+    expected = {name: rows(postgres, name) for name in (deployment["admin"], deployment["catalog"])}
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="dump-store-keys"),
+        string_data={"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": s3["secret"]}))
+    store_vars = {"upgrade_dump_store_url": f"s3://{S3_BUCKET}/upgrades", "upgrade_dump_store_endpoint": s3["endpoint"],
+                  "upgrade_dump_store_credentials_secret": "dump-store-keys", "upgrade_dump_dir": str(tmp_path / "job")}
+    failing = {"flytepropeller": {"createCRDs": False},
+               "flyteadmin": {"nodeSelector": {"homelab.flyte/no-such-node": "true"}}}
+    failed = run_playbook("playbooks/upgrade.yml", extra_vars={
+        **deployment["vars"], **store_vars, "flyte_values_overrides": failing, "flyte_helm_timeout": 20})
+    assert failed.rc != 0, failed
+    match = re.search(rf"homelab\.flyte\.restore -e restore_src=(s3://{S3_BUCKET}/upgrades/[^\s'\"]+)", failed.output)
+    assert match, failed
+    stored = s3["data"] / S3_BUCKET / "upgrades" / match.group(1).rsplit("/", 1)[1]
+    assert sorted(p.name for p in stored.iterdir()) == sorted(p.name for p in (tmp_path / "job" / stored.name).iterdir())
+    assert s3["secret"] not in failed.output
+
+    # The job's container is gone: nothing of it is left on this host.
+    shutil.rmtree(tmp_path / "job")
+    restore_vars = {**deployment["vars"], "restore_src": match.group(1), "restore_suffix": "_from_store",
+                    "restore_store_endpoint": s3["endpoint"], "restore_store_credentials_secret": "dump-store-keys",
+                    "restore_fetch_dir": str(tmp_path / "fetched")}
+    checked = run_playbook("playbooks/restore.yml", extra_vars=restore_vars, check=True)
+    assert checked.rc == 0 and not (tmp_path / "fetched").exists(), checked
+    restored = run_playbook("playbooks/restore.yml", extra_vars=restore_vars)
+    assert restored.rc == 0, restored
+    for name in (deployment["admin"], deployment["catalog"]):
+        assert rows(postgres, f"{name}_from_store") == expected[name], name
+    assert admin_db_config(api, namespace)["dbname"] == f"{deployment['admin']}_from_store"
+    assert s3["secret"] not in restored.output
