@@ -271,7 +271,9 @@ def test_unhealthy_cluster_fails_with_its_phase(api, k8s, namespace):
         "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
         "metadata": {"name": "flyte-postgres", "annotations": {"simulation.homelab.flyte/cnpg-phase": "Setting up primary"}},
         "spec": {"instances": 1, "storage": {"size": "20Gi", "storageClass": "longhorn"}}})
-    run = run_playbook(ROLES, extra_vars=role_vars(namespace, ["secrets", "database"], database_wait_timeout=6))
+    # Without the storage role there is no object store to back up to (the backup tests cover that).
+    run = run_playbook(ROLES, extra_vars=role_vars(namespace, ["secrets", "database"], database_wait_timeout=6,
+                                                   database_backup_enabled=False))
     assert run.rc != 0, run
     assert 'is not healthy after 6s: phase "Setting up primary", 0 of 1 instances ready' in " ".join(run.output.split()), run
 
@@ -356,8 +358,10 @@ def rotation(api, postgres, cleanup):
 
 
 def rotation_vars(names: dict, **extra) -> dict:
+    # Without the storage role there is no object store to back up to (the backup tests cover that).
     return role_vars(names["namespace"], ["secrets", "database"], database_owner=names["owner"],
-                     database_admin_name=names["admin"], database_datacatalog_name=names["catalog"], **extra)
+                     database_admin_name=names["admin"], database_datacatalog_name=names["catalog"],
+                     database_backup_enabled=False, **extra)
 
 
 def test_a_password_changed_in_1password_reaches_postgresql_without_a_run(api, postgres, vault, rotation):
