@@ -200,19 +200,21 @@ def test_hostnames_must_intersect_the_listener_hostname(cluster, hostnames, acce
 
 
 def test_a_listener_accepts_only_one_of_an_httproute_and_a_grpcroute_for_a_hostname(cluster):
-    http = cluster.route("HTTPRoute", "web", {"sectionName": "https"}, ["flyte.example.test"])
-    grpc = cluster.route("GRPCRoute", "api", {"sectionName": "https"}, ["flyte.example.test"])
+    # The older route wins, and between routes created in the same second (creationTimestamp's resolution)
+    # the first by namespace/name: the names make the HTTPRoute win either way.
+    http = cluster.route("HTTPRoute", "a-web", {"sectionName": "https"}, ["flyte.example.test"])
+    grpc = cluster.route("GRPCRoute", "b-api", {"sectionName": "https"}, ["flyte.example.test"])
     assert verdict(http) == ("True", "Accepted")
     assert verdict(grpc) == ("False", "HostnameConflict")
     [parent] = grpc["status"]["parents"]
-    assert f"HTTPRoute {cluster.namespace}/web" in next(c["message"] for c in parent["conditions"] if c["type"] == "Accepted")
+    assert f"HTTPRoute {cluster.namespace}/a-web" in next(c["message"] for c in parent["conditions"] if c["type"] == "Accepted")
     # A wildcard route overlaps the older route's hostname as well; another hostname does not.
     assert verdict(cluster.route("GRPCRoute", "wild", {"sectionName": "https"}, ["*.example.test"])) == ("False", "HostnameConflict")
     assert verdict(cluster.route("GRPCRoute", "own-host", {"sectionName": "https"}, ["grpc.example.test"])) == ("True", "Accepted")
     attached(cluster, "https", 2)
     # Once the older route is gone, the GRPCRoute takes the hostname.
-    cluster.resource("HTTPRoute").delete(name="web", namespace=cluster.namespace)
-    Cluster.wait(lambda: cluster.get("GRPCRoute", "api"), lambda r: verdict(r) == ("True", "Accepted"), "GRPCRoute api accepted", 30)
+    cluster.resource("HTTPRoute").delete(name="a-web", namespace=cluster.namespace)
+    Cluster.wait(lambda: cluster.get("GRPCRoute", "b-api"), lambda r: verdict(r) == ("True", "Accepted"), "GRPCRoute b-api accepted", 30)
 
 
 def test_routes_of_one_kind_share_a_hostname(cluster):
