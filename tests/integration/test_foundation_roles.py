@@ -294,7 +294,7 @@ INVALID = [
     ({"secrets_backend": "onepassword_connect", "secrets_connect_host": "http://connect.lan", "secrets_connect_token": ""},
      "secrets_connect_token must be a 1Password Connect access token"),
     ({"database_storage_size": "20 GB"}, "database_storage_size must be a Kubernetes quantity"),
-    ({"database_instances": 0}, "database_instances must be a whole number of at least 1"),
+    ({"database_instances": 0}, "database_instances must be a whole number from 1 to 2147483647"),
     ({"database_cluster_name": "Flyte_Postgres"}, "database_cluster_name must be a DNS-1123 label"),
     ({"database_owner": "postgres"}, "database_owner must be a PostgreSQL role name other than postgres"),
     ({"database_datacatalog_name": "flyteadmin"}, "database_datacatalog_name must be a PostgreSQL database name different"),
@@ -304,7 +304,7 @@ INVALID = [
     ({"storage_pvc_class": "nfs"}, 'storage_pvc_class names the StorageClass "nfs", which the cluster does not have'),
     ({"storage_bucket": "Flyte_Data"}, "storage_bucket must be an S3 bucket name"),
     ({"storage_object_store": "external"}, "storage_s3_endpoint must be the URL of the S3 endpoint"),
-    ({"storage_s3_access_key_id": "AKIA"}, "storage_s3_access_key_id / storage_s3_secret_access_key must be given together"),
+    ({"storage_s3_access_key_id": "AKIA"}, "storage_s3_access_key_id / storage_s3_secret_access_key must be strings, given together or not at all"),
     ({"storage_internal_port": 80}, "storage_internal_port must be a port from 1024 to 65535"),
 ]
 
