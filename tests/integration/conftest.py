@@ -194,7 +194,7 @@ def s3(tmp_path_factory):
     log = open(data.parent / f"versitygw-{port}.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([versitygw, "--port", f"127.0.0.1:{port}", "--region", "us-east-1", "posix", str(data)],
                                stdout=log, stderr=subprocess.STDOUT,
-                               env={"ROOT_S3_ACCESS_KEY_KEY_ID": S3_ACCESS_KEY, "ROOT_SECRET_S3_ACCESS_KEY_KEY": secret, "PATH": "/usr/bin:/bin"})
+                               env={"ROOT_ACCESS_KEY_ID": S3_ACCESS_KEY, "ROOT_SECRET_ACCESS_KEY": secret, "PATH": "/usr/bin:/bin"})
     try:
         deadline = time.monotonic() + 30
         while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
