@@ -205,3 +205,15 @@ def s3(tmp_path_factory):
         process.terminate()
         process.wait(10)
         log.close()
+
+
+def remove_deployment(api: client.ApiClient, namespace: str, *helm_flags: str) -> None:
+    """A test deployment's teardown: uninstall its release, delete its namespace and its Authentik namespace."""
+    subprocess.run(["helm", "uninstall", "flyte", "-n", namespace, "--wait", *helm_flags], check=False, capture_output=True)
+    core = client.CoreV1Api(api)
+    for name in (namespace, f"{namespace}-authentik"):
+        try:
+            core.delete_namespace(name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conftest import REPO, run_playbook
+from conftest import REPO, remove_deployment, run_playbook
 
 ROLES = "tests/integration/playbooks/roles.yml"
 SITE_ORDER = ["secrets", "storage", "database", "authentik", "flyte", "networking"]
@@ -171,13 +171,7 @@ def test_a_misspelt_flyte_config_key_is_refused_by_the_preflight_before_any_writ
         names = {n.metadata.name for n in core.list_namespace().items}
         assert namespace not in names and f"{namespace}-authentik" not in names
     finally:  # what a run that should have been refused left behind
-        subprocess.run(["helm", "uninstall", "flyte", "-n", namespace, "--wait"], check=False, capture_output=True)
-        for name in (namespace, f"{namespace}-authentik"):
-            try:
-                core.delete_namespace(name)
-            except client.ApiException as error:
-                if error.status != 404:
-                    raise
+        remove_deployment(api, namespace)
 
 
 def test_a_misspelt_database_key_names_every_component_that_reads_it_and_leaves_the_release_alone(site):

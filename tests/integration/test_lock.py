@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from kubernetes import client
 
-from conftest import REPO, run_playbook
+from conftest import REPO, remove_deployment, run_playbook
 
 SITE = "playbooks/site.yml"
 INVENTORY = REPO / "inventory" / "local"
@@ -107,14 +107,7 @@ def deployment(api):
     """A namespace name for one test's deployment; everything in it (and its Authentik namespace) removed afterwards."""
     namespace = f"it-lock-{uuid.uuid4().hex[:6]}"
     yield namespace
-    subprocess.run(["helm", "uninstall", "flyte", "-n", namespace, "--wait", "--no-hooks"], check=False, capture_output=True)
-    core = client.CoreV1Api(api)
-    for name in (namespace, f"{namespace}-authentik"):
-        try:
-            core.delete_namespace(name)
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
+    remove_deployment(api, namespace, "--no-hooks")
 
 
 def test_a_second_run_waits_for_the_first_then_refuses_naming_it(api, deployment, tmp_path):

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client
 
 from ansible_collections.homelab.flyte.tests.postgres import postgres_fixture
-from conftest import REPO, S3_ACCESS_KEY, S3_BUCKET, run_playbook
+from conftest import REPO, S3_ACCESS_KEY, S3_BUCKET, remove_deployment, run_playbook
 from test_flyte_site import ROLES, site_vars
 
 postgres = postgres_fixture(scope="module")
@@ -80,14 +80,7 @@ def deployment(api, postgres, tmp_path_factory):
     assert installed.rc == 0, installed
     assert release(namespace)["chart"] == "flyte-core-1.15.3"
     yield {"namespace": namespace, "vars": variables, "work": work, "admin": admin, "catalog": catalog}
-    subprocess.run(["helm", "uninstall", "flyte", "-n", namespace, "--wait"], check=False, capture_output=True)
-    core = client.CoreV1Api(api)
-    for name in (namespace, f"{namespace}-authentik"):
-        try:
-            core.delete_namespace(name)
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
+    remove_deployment(api, namespace)
     query = "SELECT datname FROM pg_database WHERE datname LIKE %s OR datname LIKE %s"
     databases = [row[0] for row in postgres.sql(query, [f"{admin}%", f"{catalog}%"])]
     postgres.drop(databases=databases, roles=["flyte"] if created_owner else [])
