@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -21,6 +23,7 @@ SITE = "playbooks/site.yml"
 INVENTORY = REPO / "inventory" / "local"
 LEASE = "homelab-flyte-lock"
 RAW_HELM_ERROR = "another operation (install/upgrade/rollback) is in progress"
+RECOVERED = re.compile(r"TASK \[homelab\.flyte\.flyte : Undo a helm operation [^\]]*\] \**\nchanged: ")
 # FlyteAdmin's pods can never be scheduled: helm --wait keeps the release pending-install for flyte_helm_timeout.
 UNSCHEDULABLE = {"flyteadmin": {"nodeSelector": {"homelab.flyte/no-such-node": "true"}}}
 
@@ -40,7 +43,7 @@ def site(namespace: str, *, check: bool = False, tags: str | None = None, overri
 
 
 def start_site(namespace: str, log_path, overrides: dict | None = None, **extra) -> subprocess.Popen:
-    """A site run in the background, in a session of its own so that the test can kill all of it."""
+    """A site run in the background; kill_tree ends all of it."""
     args = ["ansible-playbook", SITE, "-i", str(INVENTORY), "-e", json.dumps(site_vars(namespace, overrides, **extra))]
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     with open(log_path, "w", encoding="utf-8") as log:
@@ -86,20 +89,54 @@ def put_lease(api, namespace: str, holder: str, renewed: datetime, duration: int
         "spec": {"holderIdentity": holder, "acquireTime": stamp, "renewTime": stamp, "leaseDurationSeconds": duration}})
 
 
-def kill_session(process: subprocess.Popen):
-    """kill -9 of the run and of everything it started (helm included), as when its container dies."""
-    for _attempt in range(20):
-        members = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True, check=False).stdout.split()
-        if not members:
-            break
-        for pid in members:
+def process_tree(root: int) -> set[int]:
+    """root and every process below it, from /proc. ansible-playbook's workers call setsid(), so the run's session
+    does not hold them nor the helm they start: only the parent links do."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
             try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.2)
+                stat = (entry / "stat").read_text(encoding="utf-8")
+            except OSError:  # it ended meanwhile
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def signal_all(pids, number):
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass
+
+
+def kill_tree(process: subprocess.Popen):
+    """kill -9 of the run and of everything it started (its workers and helm included), as when its container dies.
+    Frozen first (SIGSTOP) until no new process appears, so that nothing forks or outlives its parent unseen."""
+    frozen: set[int] = set()
+    while True:
+        tree = process_tree(process.pid)
+        if tree <= frozen:
+            break
+        signal_all(tree - frozen, signal.SIGSTOP)
+        frozen |= tree
+    signal_all(frozen, signal.SIGKILL)
     process.wait(timeout=30)
-    assert not subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True, check=False).stdout.strip()
+    wait_for(lambda: not any(alive(pid) for pid in frozen), 30, "the killed run's processes to end")
 
 
 @pytest.fixture
@@ -125,7 +162,7 @@ def test_a_second_run_waits_for_the_first_then_refuses_naming_it(api, deployment
         assert second.changed == 0, second
         assert release_statuses(api, deployment) == ["pending-install"]
     finally:
-        kill_session(first)
+        kill_tree(first)
 
 
 def test_a_run_that_fails_releases_the_lock(api, deployment):
@@ -136,28 +173,61 @@ def test_a_run_that_fails_releases_the_lock(api, deployment):
     assert read_lease(api, deployment) is None
 
 
-def test_a_run_killed_inside_helm_does_not_block_the_next_run(api, deployment, tmp_path):
-    """kill -9 while helm installs: the lock expires, the next run takes it over and converges; a third changes nothing."""
-    log = tmp_path / "killed.log"
-    first = start_site(deployment, log, overrides=UNSCHEDULABLE, homelab_flyte_lock_duration=30)
-    wait_for(lambda: "pending-install" in release_statuses(api, deployment), 900, "the first run's helm install", log)
-    kill_session(first)
-    assert release_statuses(api, deployment)[-1] == "pending-install"
-    lease = read_lease(api, deployment)
+def flyteadmin_node_selector(api, namespace: str) -> dict | None:
+    """The nodeSelector of FlyteAdmin's Deployment, or None while helm has not created it."""
+    try:
+        deployment = client.AppsV1Api(api).read_namespaced_deployment("flyteadmin", namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return deployment.spec.template.spec.node_selector or {}
 
+
+def kill_once_helm_wrote_the_selector(api, namespace: str, log, status: str) -> subprocess.Popen:
+    """A site run with UNSCHEDULABLE, killed with kill -9 inside helm once its change reached the live Deployment."""
+    run = start_site(namespace, log, overrides=UNSCHEDULABLE, homelab_flyte_lock_duration=30)
+    wait_for(lambda: status in release_statuses(api, namespace), 900, f"the run's helm {status}", log)
+    wait_for(lambda: "homelab.flyte/no-such-node" in (flyteadmin_node_selector(api, namespace) or {}), 120,
+             "helm to write FlyteAdmin's unschedulable nodeSelector", log)
+    kill_tree(run)
+    assert release_statuses(api, namespace)[-1] == status
+    lease = read_lease(api, namespace)
+    assert lease is not None and f"pid {run.pid}" in lease.spec.holder_identity
+    return run
+
+
+def test_a_run_killed_inside_helm_does_not_block_the_next_run(api, deployment, tmp_path):
+    """kill -9 while helm installs, then while it upgrades: each time the lock expires, the next run takes it over,
+    undoes what the killed helm left (the unschedulable nodeSelector included) and converges; a last run changes nothing."""
+    first = kill_once_helm_wrote_the_selector(api, deployment, tmp_path / "install.log", "pending-install")
     started = time.monotonic()
     second = site(deployment, homelab_flyte_lock_timeout=180)
     assert RAW_HELM_ERROR not in second.output, second
     assert second.rc == 0, second
-    # The killed run's lock was still there, naming it; the second run waited for it to expire and took it over.
-    assert lease is not None and f"pid {first.pid}" in lease.spec.holder_identity
+    # It waited for the killed run's lock to expire and took it over, then uninstalled the interrupted install.
     assert "Took over the expired lock" in second.output and f"pid {first.pid}" in second.output, second
+    assert RECOVERED.search(second.output), second
     assert time.monotonic() - started < 1200
-    assert release_statuses(api, deployment)[-1] == "deployed"
+    assert release_statuses(api, deployment) == ["deployed"]  # uninstalled, then installed afresh
+    assert flyteadmin_node_selector(api, deployment) == {}
     assert read_lease(api, deployment) is None
 
-    third = site(deployment)
-    assert third.rc == 0 and third.changed == 0, third
+    kill_once_helm_wrote_the_selector(api, deployment, tmp_path / "upgrade.log", "pending-upgrade")
+    fourth = site(deployment, homelab_flyte_lock_timeout=180)
+    assert RAW_HELM_ERROR not in fourth.output, fourth
+    assert fourth.rc == 0, fourth
+    # Rolled back to revision 1 from the interrupted revision 2's manifest (revision 3): the selector it added is
+    # gone, and the upgrade that follows has nothing left to change. helm's rollback supersedes only deployed
+    # revisions: the interrupted one keeps its status in the history.
+    assert RECOVERED.search(fourth.output), fourth
+    statuses = release_statuses(api, deployment)
+    assert statuses == ["superseded", "pending-upgrade", "deployed"], statuses
+    assert flyteadmin_node_selector(api, deployment) == {}
+    assert read_lease(api, deployment) is None
+
+    last = site(deployment)
+    assert last.rc == 0 and last.changed == 0, last
 
 
 def test_a_lease_left_by_another_holder_is_taken_over_once_expired(api, deployment):

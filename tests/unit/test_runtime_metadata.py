@@ -1,12 +1,16 @@
-"""meta/runtime.yml's action group holds exactly the modules that share kubernetes.core's connection options."""
+"""meta/runtime.yml's action groups hold exactly the modules that share kubernetes.core's connection options."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# Our group, the kubernetes.core group it extends, and the doc fragment of the options its members share.
+GROUPS = {"k8s": ("kubernetes.core.k8s", "kubernetes.core.k8s_auth_options"),
+          "helm": ("kubernetes.core.helm", "kubernetes.core.helm_common_options")}
 
 
 def documented_fragments(module: Path) -> list[str]:
@@ -15,12 +19,20 @@ def documented_fragments(module: Path) -> list[str]:
     return yaml.safe_load(documentation).get("extends_documentation_fragment", [])
 
 
-def test_the_k8s_group_is_the_modules_with_kubernetes_cores_auth_options():
-    groups = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text(encoding="utf-8"))["action_groups"]
-    assert set(groups) == {"k8s"}
-    metadata = [entry for entry in groups["k8s"] if isinstance(entry, dict)]
-    assert metadata == [{"metadata": {"extend_group": ["kubernetes.core.k8s"]}}]
-    members = sorted(entry for entry in groups["k8s"] if isinstance(entry, str))
-    with_auth = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py")
-                       if p.stem != "__init__" and "kubernetes.core.k8s_auth_options" in documented_fragments(p))
-    assert members == with_auth
+def action_groups() -> dict:
+    return yaml.safe_load((REPO / "meta" / "runtime.yml").read_text(encoding="utf-8"))["action_groups"]
+
+
+def test_there_is_one_group_per_shared_set_of_connection_options():
+    assert set(action_groups()) == set(GROUPS)
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_a_group_is_the_modules_with_its_connection_options(group):
+    extended, fragment = GROUPS[group]
+    entries = action_groups()[group]
+    assert [entry for entry in entries if isinstance(entry, dict)] == [{"metadata": {"extend_group": [extended]}}]
+    members = sorted(entry for entry in entries if isinstance(entry, str))
+    with_options = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py")
+                          if p.stem != "__init__" and fragment in documented_fragments(p))
+    assert members == with_options
