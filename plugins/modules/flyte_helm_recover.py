@@ -11,8 +11,8 @@ version_added: 0.2.0
 author: homelab.flyte contributors (!UNKNOWN)
 description:
   - A run killed while helm works on a release (C(kill -9), a lost AWX pod) leaves its last revision
-    C(pending-install), C(pending-upgrade), C(pending-rollback) or C(uninstalling), and helm then refuses every upgrade:
-    C(another operation is in progress).
+    C(pending-install), C(pending-upgrade), C(pending-rollback) or C(uninstalling), and helm then refuses every upgrade,
+    saying C(another operation is in progress).
   - The module reads C(helm history) and undoes the interrupted operation the way helm would have. A pending upgrade or
     rollback is rolled back (C(helm rollback)) to the last C(deployed) revision, or else the last C(superseded) one.
     Helm computes that rollback from the interrupted revision's manifest, so whatever the killed operation added to
