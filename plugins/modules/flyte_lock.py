@@ -11,8 +11,9 @@ version_added: 0.1.0
 author: homelab.flyte contributors (!UNKNOWN)
 description:
   - Takes, renews and releases a C(coordination.k8s.io/v1) Lease, O(name) in O(namespace), that stands for the right to
-    change the deployment. The collection's writing playbooks (C(site.yml), C(seed.yml), C(teardown.yml)) take it before
-    their first write, renew it between roles and release it at the end, also when a step fails.
+    change the deployment. The collection's writing playbooks (C(site.yml), C(seed.yml), C(teardown.yml), C(upgrade.yml),
+    C(restore.yml)) take it before their first write, renew it between long steps and release it at the end, also when
+    a step fails.
   - "The Lease says who holds it and since when: C(spec.holderIdentity) is O(holder) (by default the host name, the pid of
     the C(ansible-playbook) process and the AWX job id), C(spec.acquireTime) when it was taken, C(spec.renewTime) when it
     was last renewed, C(spec.leaseDurationSeconds) how long it stays valid without renewal."

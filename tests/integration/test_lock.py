@@ -244,8 +244,10 @@ def test_a_held_lease_stops_every_writing_playbook_even_in_check_mode(api, deplo
     before = read_lease(api, deployment)
     for run in (site(deployment, tags="secrets", homelab_flyte_lock_timeout=2),
                 site(deployment, check=True, tags="secrets", homelab_flyte_lock_timeout=2),
-                run_playbook("playbooks/teardown.yml", inventory=INVENTORY,
-                             extra_vars=site_vars(deployment, homelab_flyte_lock_timeout=2))):
+                *(run_playbook(f"playbooks/{playbook}.yml", inventory=INVENTORY,
+                               extra_vars=site_vars(deployment, homelab_flyte_lock_timeout=2, **extra))
+                  for playbook, extra in (("teardown", {}), ("upgrade", {}),
+                                          ("restore", {"restore_src": "/nowhere/flyte-20250101T000000Z"})))):
         assert run.rc != 0, run
         assert f"{holder!r} has held the Lease {deployment}/{LEASE} since" in run.output, run
     after = read_lease(api, deployment)
