@@ -361,7 +361,7 @@ def test_the_preflight_refuses_what_the_api_server_would_refuse(oracle, tmp_path
 
     # Findings are collected, not raised inside hypothesis, which would otherwise run the failing batch again to
     # report it: a batch is one ansible-playbook run of every case.
-    @settings(max_examples=int(os.environ.get("HOMELAB_FLYTE_PBT_EXAMPLES", "2")), deadline=None, derandomize=True,
+    @settings(max_examples=int(os.environ.get("HOMELAB_FLYTE_PBT_EXAMPLES", "1")), deadline=None, derandomize=True,
               database=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(batch=st.fixed_dictionaries({name: values_for(SPECS[name]) for name in GENERATED}))
     @example(batch=TYPE_CONFUSION)
