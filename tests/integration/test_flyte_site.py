@@ -124,6 +124,68 @@ def test_every_component_is_deployed_with_its_label(api, site):
         assert [d.status.available_replicas for d in deployments] == [1], name
 
 
+def contained(rendered, live, path: str = "") -> list[str]:
+    """Where `live` departs from `rendered`: every key and list item the render has must be in the live object with
+    the same value. The API server may add (defaults, status, metadata), so `live` may have more."""
+    if isinstance(rendered, dict):
+        if not isinstance(live, dict):
+            return [f"{path}: rendered a mapping, live has {live!r}"]
+        return [problem for key, value in rendered.items() if value is not None
+                for problem in contained(value, live.get(key), f"{path}.{key}")]
+    if isinstance(rendered, list):
+        if not isinstance(live, list) or len(live) != len(rendered):
+            return [f"{path}: rendered {len(rendered)} items, live has {live!r}"]
+        return [problem for index, (a, b) in enumerate(zip(rendered, live)) for problem in contained(a, b, f"{path}[{index}]")]
+    return [] if rendered == live else [f"{path}: rendered {rendered!r}, live {live!r}"]
+
+
+# The kinds the roles write themselves (the chart's objects are helm's, compared through the values).
+ROLE_KINDS = [("v1", "PersistentVolumeClaim"), ("apps/v1", "Deployment"), ("v1", "Service"), ("batch/v1", "Job"),
+              ("v1", "ConfigMap"), ("postgresql.cnpg.io/v1", "Cluster"), ("postgresql.cnpg.io/v1", "Database"),
+              ("postgresql.cnpg.io/v1", "ScheduledBackup"), ("barmancloud.cnpg.io/v1", "ObjectStore"),
+              ("onepassword.com/v1", "OnePasswordItem"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+              ("gateway.networking.k8s.io/v1", "GRPCRoute"), ("cilium.io/v2", "CiliumNetworkPolicy"),
+              ("networking.k8s.io/v1", "NetworkPolicy")]
+
+
+def test_render_writes_what_the_converge_applied(api, k8s, site, tmp_path):
+    """Render and converge build their objects from one source. For the converged deployment's inputs, every object
+    playbooks/render.yml writes is on the cluster as rendered, helm has exactly the rendered values, and every object
+    the roles wrote (labelled as theirs, owned by no controller) is in the render. Secrets are the exception: a render
+    never writes their values."""
+    namespace = site[0]
+    out = tmp_path / "rendered"
+    variables = {key: value for key, value in site_vars(namespace).items() if key != "test_roles"}
+    client_id = secret(api, namespace, "flyte-secrets")["oidc-client-id"]
+    run = run_playbook("playbooks/render.yml", extra_vars={**variables, "homelab_flyte_render_dir": str(out),
+                                                           "authentik_oidc_client_id": client_id})
+    assert run.rc == 0, run
+
+    documents = [d for p in sorted(out.glob("*.yaml")) if not p.name.startswith("5")
+                 for d in yaml.safe_load_all(p.read_text()) if d]
+    assert documents
+    problems = {}
+    for document in documents:
+        live = k8s.resources.get(api_version=document["apiVersion"], kind=document["kind"]).get(
+            name=document["metadata"]["name"], namespace=document["metadata"].get("namespace")).to_dict()
+        problems.update({f"{document['kind']}/{document['metadata']['name']}": found
+                         for found in [contained(document, live)] if found})
+    assert problems == {}
+
+    values = yaml.safe_load((out / "50-flyte-values.yaml").read_text())
+    assert json.loads(helm("get", "values", "flyte", "-n", namespace, "-o", "json")) == values
+
+    rendered = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in documents}
+    written = set()
+    for api_version, kind in ROLE_KINDS:
+        for name in (namespace, f"{namespace}-authentik"):
+            for item in k8s.resources.get(api_version=api_version, kind=kind).get(
+                    namespace=name, label_selector="app.kubernetes.io/managed-by=homelab.flyte").to_dict()["items"]:
+                if not item["metadata"].get("ownerReferences"):
+                    written.add((kind, name, item["metadata"]["name"]))
+    assert written - rendered == set()
+
+
 def test_rerun_changes_nothing_and_leaves_the_release_alone(site):
     namespace = site[0]
     revision = release(namespace)["version"]
