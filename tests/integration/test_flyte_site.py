@@ -183,6 +183,7 @@ def test_render_writes_what_the_converge_applied(api, k8s, site, tmp_path):
                     namespace=name, label_selector="app.kubernetes.io/managed-by=homelab.flyte").to_dict()["items"]:
                 if not item["metadata"].get("ownerReferences"):
                     written.add((kind, name, item["metadata"]["name"]))
+    assert ("Cluster", namespace, "flyte-postgres") in written and ("HTTPRoute", namespace, "flyte") in written
     assert written - rendered == set()
 
 
