@@ -14,7 +14,7 @@ but those whose action runs on the controller only, such as set_fact, assert or 
 included) before each side, then site.yml converges it against the floor's first install (namespace,
 the same Secrets and manifests applied server-side, then `helm upgrade --install --wait`).
 
-    python bench/site_noop.py [--rounds 3] [--profile] [--first-converge]
+    python bench/site_noop.py [--rounds 3] [--profile] [--first-converge] [--mitogen]
 
 Needs the local platform (scripts/platform up) and the project's virtualenv on PATH (scripts/bench
 sets both up). Converges the site first, so the timed runs are all second runs.
@@ -23,6 +23,7 @@ sets both up). Converges the site first, so the timed runs are all second runs.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import base64
 import json
 import os
@@ -61,10 +62,20 @@ JSON_CALLBACK = {**{key: value for key, value in os.environ.items() if key != "A
                  "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
 
 
-def site(expect_no_op: bool = True) -> tuple[float, list[dict]]:
+def mitogen_env() -> dict[str, str]:
+    """JSON_CALLBACK plus Mitogen's linear strategy, from the ansible_mitogen package this Python can import."""
+    spec = importlib.util.find_spec("ansible_mitogen")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("--mitogen: this Python cannot import ansible_mitogen (pip install mitogen, or put it on PYTHONPATH)")
+    plugins = Path(next(iter(spec.submodule_search_locations))) / "plugins" / "strategy"
+    return {**JSON_CALLBACK, "ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(plugins.parent.parent.parent), os.environ.get("PYTHONPATH")]))}
+
+
+def site(expect_no_op: bool = True, env: dict | None = None) -> tuple[float, list[dict]]:
     """One run of site.yml: its wall time and what each executed task did (name, action, seconds, changed)."""
     start = time.perf_counter()
-    result = run("ansible-playbook", "playbooks/site.yml", *CHART_VARS, env=JSON_CALLBACK)
+    result = run("ansible-playbook", "playbooks/site.yml", *CHART_VARS, env=env or JSON_CALLBACK)
     elapsed = time.perf_counter() - start
     report = json.loads(result.stdout)
     changed = sum(stats.get("changed", 0) for stats in report["stats"].values())
@@ -134,6 +145,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the 10 slowest tasks of the median no-op run")
+    parser.add_argument("--mitogen", action="store_true",
+                        help="also time the no-op run with Mitogen's mitogen_linear strategy (an optional accelerator)")
     parser.add_argument("--first-converge", action="store_true",
                         help="also time a first converge against the floor's first install (tears the deployment down)")
     options = parser.parse_args()
@@ -156,14 +169,21 @@ def main() -> None:
         os.chmod(secrets_file, 0o600)
 
         samples: dict[str, list[float]] = {"site_noop": [], "plain_script": []}
+        accelerated = mitogen_env() if options.mitogen else None
+        if accelerated:
+            samples["site_noop_mitogen"] = []
         site_tasks: list[list[dict]] = []
         for round_number in range(options.rounds):
             # Alternate the order, so neither side always runs on a warmer machine.
-            order = ["site_noop", "plain_script"] if round_number % 2 == 0 else ["plain_script", "site_noop"]
+            order = ["site_noop", "plain_script"] + (["site_noop_mitogen"] if accelerated else [])
+            if round_number % 2:
+                order.reverse()
             for name in order:
                 if name == "site_noop":
                     elapsed, tasks = site()
                     site_tasks.append(tasks)
+                elif name == "site_noop_mitogen":
+                    elapsed = site(env=accelerated)[0]
                 else:
                     elapsed = plain_script(rendered, secrets_file)
                 samples[name].append(elapsed)
@@ -189,6 +209,10 @@ def main() -> None:
               "ratio": site_median / floor_median, "target_ratio": TARGET_RATIO,
               "noop_tasks": {"executed": len(median_run), "module_processes": sum(t["module_process"] for t in median_run)},
               "slowest_tasks": slowest(median_run)}
+    if "site_noop_mitogen" in samples:
+        result["median_s"]["site_noop_mitogen"] = statistics.median(samples["site_noop_mitogen"])
+        result["mitogen_ratio"] = {"to_floor": result["median_s"]["site_noop_mitogen"] / floor_median,
+                                   "to_site_noop": result["median_s"]["site_noop_mitogen"] / site_median}
     if first:
         result["first_converge_s"] = first
         result["first_converge_ratio"] = first["site_first"] / first["plain_first"]
@@ -199,6 +223,9 @@ def main() -> None:
     print(f"ratio site/floor: {result['ratio']:.2f} (target <= {TARGET_RATIO})")
     print(f"no-op run: {result['noop_tasks']['executed']} tasks executed, "
           f"{result['noop_tasks']['module_processes']} of them start a module process")
+    if "mitogen_ratio" in result:
+        print(f"with Mitogen (mitogen_linear): {result['median_s']['site_noop_mitogen']:.1f}s, ratio to the floor "
+              f"{result['mitogen_ratio']['to_floor']:.2f}, to the plain no-op run {result['mitogen_ratio']['to_site_noop']:.2f}")
     if first:
         print(f"first converge: site {first['site_first']:.1f}s, floor {first['plain_first']:.1f}s, "
               f"ratio {result['first_converge_ratio']:.2f}")
