@@ -26,6 +26,8 @@ import traceback
 import unicodedata
 from collections import namedtuple
 
+from ansible_collections.homelab.flyte.plugins.module_utils.cnpg import CLUSTER_LABEL, PRIMARY_SELECTOR
+
 try:
     import psycopg
     from psycopg import sql as psycopg_sql
@@ -43,7 +45,6 @@ MASK = "********"
 MAX_NAME_BYTES = 63  # NAMEDATALEN - 1: PostgreSQL truncates longer names, which would never converge
 RESERVED_ROLES = ("public", "none", "current_user", "session_user", "current_role")
 APPLICATION_NAME = "homelab.flyte.flyte_database"
-PRIMARY_SELECTOR = "cnpg.io/cluster={cluster},cnpg.io/instanceRole=primary"
 # The one database user a CloudNativePG instance admits over its Unix socket: pg_hba.conf has
 # `local all all peer map=local`, and pg_ident.conf maps only the OS user postgres to it
 # (cloudnative-pg pkg/postgres/configuration.go). Every other user logs in over TCP with a password.
@@ -582,7 +583,7 @@ def choose_primary(pods, cluster, namespace, container):
         raise PrimaryError(
             f"The CloudNativePG cluster {cluster} in namespace {namespace} has no primary pod (none labelled {selector}).",
             f"Check that the Cluster exists and is healthy: kubectl get cluster {cluster} -n {namespace}; "
-            f"kubectl get pods -n {namespace} -l cnpg.io/cluster={cluster}.")
+            f"kubectl get pods -n {namespace} -l {CLUSTER_LABEL}={cluster}.")
     if len(live) > 1:
         raise PrimaryError(
             f"The CloudNativePG cluster {cluster} in namespace {namespace} has {len(live)} pods labelled primary "

@@ -346,9 +346,9 @@ import os
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.homelab.flyte.plugins.module_utils.cnpg import PRIMARY_SELECTOR
 from ansible_collections.homelab.flyte.plugins.module_utils.database import (
     HAS_PSYCOPG,
-    PRIMARY_SELECTOR,
     PSYCOPG_IMPORT_ERROR,
     DatabaseError,
     DirectBackend,

@@ -1,6 +1,7 @@
-"""The health checks of module_utils/health.py over constructed and recorded data: every check's ok, warn and fail
-paths with their hints, the concurrent round with its time bound, the wait loop on a fake clock, the summary, the
-parameters, and the Reader's I/O edge with fake clients. No cluster, no network.
+"""The health checks of module_utils/health_checks.py, health_reader.py and health.py over constructed and recorded data:
+every check's ok, warn and fail paths with their hints (health_checks), the concurrent round with its time bound, the
+wait loop on a fake clock, the summary, the parameters and the plan (health), and the Reader's I/O edge with fake
+clients (health_reader). No cluster, no network.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from kubernetes.client.exceptions import ApiException
 
-from ansible_collections.homelab.flyte.plugins.module_utils import database, health
-from ansible_collections.homelab.flyte.plugins.module_utils.health import FAIL, OK, SKIPPED, WARN
+from ansible_collections.homelab.flyte.plugins.module_utils import database, health, health_checks, health_reader
+from ansible_collections.homelab.flyte.plugins.module_utils.health_checks import FAIL, OK, SKIPPED, WARN
 
 NS = "flyte-system"
 ISSUER = "https://auth.example.com/application/o/flyte/"
@@ -97,13 +98,13 @@ def http(status=200, body=None, error=None):
 # --- component pods ------------------------------------------------------------------------------
 
 def test_pods_all_ready_is_ok():
-    got = health.check_component_pods("flyteadmin", NS, [pod("flyteadmin-b"), pod("flyteadmin-a")])
+    got = health_checks.check_component_pods("flyteadmin", NS, [pod("flyteadmin-b"), pod("flyteadmin-a")])
     assert got["status"] == OK and got["name"] == "flyteadmin_pods"
     assert got["message"] == "2/2 pods ready (flyteadmin-a, flyteadmin-b)" and got["hint"] == ""
 
 
 def test_no_pods_fails_with_the_scale_hint():
-    got = health.check_component_pods("flytepropeller", NS, [])
+    got = health_checks.check_component_pods("flytepropeller", NS, [])
     assert got["status"] == FAIL
     assert got["message"] == "no running pods labelled app.kubernetes.io/name=flytepropeller in flyte-system"
     assert "kubectl -n flyte-system get deployment flytepropeller" in got["hint"]
@@ -111,7 +112,7 @@ def test_no_pods_fails_with_the_scale_hint():
 
 
 def test_only_terminating_or_finished_pods_count_as_none():
-    got = health.check_component_pods("datacatalog", NS, [pod("d-1", deleting=True), pod("d-2", phase="Succeeded")])
+    got = health_checks.check_component_pods("datacatalog", NS, [pod("d-1", deleting=True), pod("d-2", phase="Succeeded")])
     assert got["status"] == FAIL and "(2 terminating or finished)" in got["message"]
 
 
@@ -119,7 +120,7 @@ def test_crash_looping_container_is_named_with_reason_restarts_and_previous_logs
     crashing = pod("flyteadmin-x", ready=False, containers=[container(
         "flyteadmin", waiting={"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"},
         restarts=7, last={"reason": "Error", "exitCode": 1})])
-    got = health.check_component_pods("flyteadmin", NS, [crashing])
+    got = health_checks.check_component_pods("flyteadmin", NS, [crashing])
     assert got["status"] == FAIL
     assert got["message"] == ("0/1 pods ready; not ready: flyteadmin-x (Running): container flyteadmin: CrashLoopBackOff: "
                               "back-off 5m0s restarting failed container, 7 restarts (last: Error, exit code 1)")
@@ -129,7 +130,7 @@ def test_crash_looping_container_is_named_with_reason_restarts_and_previous_logs
 
 
 def test_some_ready_is_a_warning():
-    got = health.check_component_pods("flyteconsole", NS, [pod("c-1"), pod("c-2", ready=False, containers=[
+    got = health_checks.check_component_pods("flyteconsole", NS, [pod("c-1"), pod("c-2", ready=False, containers=[
         container("flyteconsole", running=True)])])
     assert got["status"] == WARN
     assert "1/2 pods ready; not ready: c-2 (Running): container flyteconsole: running but not ready (readiness probe failing)" \
@@ -142,7 +143,7 @@ def test_waiting_init_container_is_the_one_whose_logs_are_suggested():
                 init=[container("run-migrations", terminated={"reason": "Error", "exitCode": 1, "message": "connection refused"},
                                 restarts=2)],
                 containers=[container("flyteadmin", waiting={"reason": "PodInitializing"})])
-    got = health.check_component_pods("flyteadmin", NS, [stuck])
+    got = health_checks.check_component_pods("flyteadmin", NS, [stuck])
     assert "init container run-migrations: Error (exit code 1): connection refused, 2 restarts" in got["message"]
     assert "container flyteadmin: PodInitializing" in got["message"]
     assert got["hint"].endswith("logs flyteadmin-y -c run-migrations --previous")
@@ -151,23 +152,23 @@ def test_waiting_init_container_is_the_one_whose_logs_are_suggested():
 def test_unscheduled_pod_says_why():
     pending = pod("p-1", ready=False, phase="Pending", conditions=[
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}])
-    got = health.check_component_pods("flytepropeller", NS, [pending])
+    got = health_checks.check_component_pods("flytepropeller", NS, [pending])
     assert got["status"] == FAIL
     assert got["message"].endswith("p-1 (Pending): not scheduled: 0/3 nodes are available: 3 Insufficient cpu.")
     assert got["hint"] == "kubectl -n flyte-system describe pod p-1"
 
 
 def test_pod_without_any_status_yet():
-    got = health.check_component_pods("flytescheduler", NS, [pod("s-1", ready=False, phase="Pending", conditions=[])])
+    got = health_checks.check_component_pods("flytescheduler", NS, [pod("s-1", ready=False, phase="Pending", conditions=[])])
     assert "no Ready condition reported yet" in got["message"]
 
 
 def test_volume_claims():
-    assert health.check_volume_claims(NS, [])["status"] == OK
+    assert health_checks.check_volume_claims(NS, [])["status"] == OK
     bound = {"metadata": {"name": "flyte-artifacts"}, "status": {"phase": "Bound"}}
-    assert health.check_volume_claims(NS, [bound])["message"] == "1 PersistentVolumeClaims bound"
+    assert health_checks.check_volume_claims(NS, [bound])["message"] == "1 PersistentVolumeClaims bound"
     pending = {"metadata": {"name": "flyte-postgres-1"}, "spec": {"storageClassName": "longhorn"}, "status": {"phase": "Pending"}}
-    got = health.check_volume_claims(NS, [bound, pending])
+    got = health_checks.check_volume_claims(NS, [bound, pending])
     assert got["status"] == FAIL and got["message"] == "flyte-postgres-1 is Pending (class longhorn)"
     assert got["hint"].startswith("kubectl -n flyte-system describe pvc flyte-postgres-1")
 
@@ -175,18 +176,18 @@ def test_volume_claims():
 # --- database ------------------------------------------------------------------------------------
 
 def test_cluster_healthy():
-    got = health.check_database_cluster(NS, "flyte-postgres", cluster())
+    got = health_checks.check_database_cluster(NS, "flyte-postgres", cluster())
     assert got["status"] == OK and got["message"] == 'phase "Cluster in healthy state", 1/1 instances ready'
 
 
 def test_cluster_missing():
-    got = health.check_database_cluster(NS, "flyte-postgres", None)
+    got = health_checks.check_database_cluster(NS, "flyte-postgres", None)
     assert got["status"] == FAIL and got["message"] == "no CloudNativePG Cluster flyte-system/flyte-postgres"
     assert got["hint"].startswith("kubectl -n flyte-system get cluster flyte-postgres")
 
 
 def test_cluster_held_in_a_phase_fails_with_the_operator_hint():
-    got = health.check_database_cluster(NS, "flyte-postgres", cluster("Setting up primary", ready=0, reason="Creating primary instance"))
+    got = health_checks.check_database_cluster(NS, "flyte-postgres", cluster("Setting up primary", ready=0, reason="Creating primary instance"))
     assert got["status"] == FAIL
     assert got["message"] == 'phase "Setting up primary" (Creating primary instance), 0/1 instances ready'
     assert "kubectl -n flyte-system get cluster flyte-postgres" in got["hint"]
@@ -195,12 +196,12 @@ def test_cluster_held_in_a_phase_fails_with_the_operator_hint():
 
 
 def test_cluster_busy_but_serving_is_a_warning():
-    assert health.check_database_cluster(NS, "c", cluster("Switchover in progress", ready=2, instances=3))["status"] == WARN
-    assert health.check_database_cluster(NS, "c", cluster(ready=2, instances=3))["status"] == WARN
+    assert health_checks.check_database_cluster(NS, "c", cluster("Switchover in progress", ready=2, instances=3))["status"] == WARN
+    assert health_checks.check_database_cluster(NS, "c", cluster(ready=2, instances=3))["status"] == WARN
 
 
 def test_cluster_without_status_means_no_operator():
-    got = health.check_database_cluster(NS, "c", {"spec": {"instances": 1}})
+    got = health_checks.check_database_cluster(NS, "c", {"spec": {"instances": 1}})
     assert got["status"] == FAIL and "no CloudNativePG operator has reconciled it" in got["message"]
 
 
@@ -212,7 +213,7 @@ def attempt(**extra):
 
 
 def test_query_answered():
-    got = health.check_database_query(attempt(rc=0, login=json.loads(login_document()[1])))
+    got = health_checks.check_database_query(attempt(rc=0, login=json.loads(login_document()[1])))
     assert got["status"] == OK and got["message"].startswith("flyte may log in to flyteadmin")
 
 
@@ -233,7 +234,7 @@ def test_query_answered():
      "The CloudNativePG cluster flyte-postgres has no primary pod.", "kubectl get cluster flyte-postgres"),
 ])
 def test_query_failures_are_explained(extra, message, hint):
-    got = health.check_database_query(attempt(**extra))
+    got = health_checks.check_database_query(attempt(**extra))
     assert got["status"] == FAIL
     assert got["message"].startswith(message), got["message"]
     assert hint in got["hint"], got["hint"]
@@ -245,17 +246,17 @@ def test_query_failures_are_explained(extra, message, hint):
     ({"error": "fe_sendauth: no password supplied"}, "PostgreSQL refused the user flyte", "spec.bootstrap.initdb.owner"),
 ])
 def test_direct_login_failures_are_explained(extra, message, hint):
-    got = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None, **extra))
+    got = health_checks.check_database_query(attempt(via="direct", target="db.example:5432", command=None, **extra))
     assert got["status"] == FAIL and got["message"].startswith(message), got["message"]
     assert hint in got["hint"], got["hint"]
 
 
 def test_direct_query_failure():
-    got = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None,
-                                              error="connection timeout expired"))
+    got = health_checks.check_database_query(attempt(via="direct", target="db.example:5432", command=None,
+                                                     error="connection timeout expired"))
     assert got["status"] == FAIL and got["message"].startswith("flyte@db.example:5432/flyteadmin did not answer in time")
     assert "kubectl -n flyte-system exec -it flyte-postgres-1 -c postgres -- psql -U postgres -d flyteadmin" in got["hint"]
-    ok = health.check_database_query(attempt(via="direct", target="db.example:5432", command=None, error=None, rc=0))
+    ok = health_checks.check_database_query(attempt(via="direct", target="db.example:5432", command=None, error=None, rc=0))
     assert ok["status"] == OK and ok["message"] == "flyte@db.example:5432/flyteadmin answered select 1"
 
 
@@ -269,36 +270,36 @@ def op_item(status=None, message=None):
 
 
 def test_onepassword_item():
-    assert health.check_onepassword_item(NS, "flyte-secrets", op_item("True", "synced"))["status"] == OK
-    missing = health.check_onepassword_item(NS, "flyte-secrets", None)
+    assert health_checks.check_onepassword_item(NS, "flyte-secrets", op_item("True", "synced"))["status"] == OK
+    missing = health_checks.check_onepassword_item(NS, "flyte-secrets", None)
     assert missing["status"] == FAIL and missing["hint"].startswith("kubectl -n flyte-system describe onepassworditem flyte-secrets")
-    failing = health.check_onepassword_item(NS, "flyte-secrets", op_item("False", "item vaults/Secrets/items/flyte-secrets not found"))
+    failing = health_checks.check_onepassword_item(NS, "flyte-secrets", op_item("False", "item vaults/Secrets/items/flyte-secrets not found"))
     assert failing["status"] == FAIL
     assert failing["message"] == ("the 1Password operator cannot sync vaults/Secrets/items/flyte-secrets: "
                                   "item vaults/Secrets/items/flyte-secrets not found")
-    unsynced = health.check_onepassword_item(NS, "flyte-secrets", op_item())
+    unsynced = health_checks.check_onepassword_item(NS, "flyte-secrets", op_item())
     assert unsynced["status"] == FAIL and "has no Ready condition" in unsynced["message"]
 
 
 def test_secret_keys():
-    keys = health.SECRET_KEYS
-    assert health.check_secret_keys(NS, "flyte-secrets", sorted(keys), keys)["status"] == OK
-    got = health.check_secret_keys(NS, "flyte-secrets", ["password", "username"], keys)
+    keys = health_checks.SECRET_KEYS
+    assert health_checks.check_secret_keys(NS, "flyte-secrets", sorted(keys), keys)["status"] == OK
+    got = health_checks.check_secret_keys(NS, "flyte-secrets", ["password", "username"], keys)
     assert got["status"] == FAIL and got["message"] == "the Secret flyte-system/flyte-secrets lacks a value for oidc-client-id, oidc-client-secret"
     assert got["details"]["missing"] == ["oidc-client-id", "oidc-client-secret"]
-    absent = health.check_secret_keys(NS, "flyte-secrets", None, keys)
+    absent = health_checks.check_secret_keys(NS, "flyte-secrets", None, keys)
     assert absent["status"] == FAIL and absent["message"] == "no Secret flyte-system/flyte-secrets"
 
 
 # --- Authentik -----------------------------------------------------------------------------------
 
 def test_blueprint_configmap():
-    ok = health.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", {"data": {"flyte.yaml": "version: 1\n"}})
+    ok = health_checks.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", {"data": {"flyte.yaml": "version: 1\n"}})
     assert ok["status"] == OK and ok["message"] == "authentik-blueprint-flyte holds flyte.yaml (11 bytes)"
-    missing = health.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", None)
+    missing = health_checks.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", None)
     assert missing["status"] == FAIL and missing["message"] == "no blueprint ConfigMap authentik/authentik-blueprint-flyte"
     assert missing["hint"].startswith("kubectl -n authentik get configmap authentik-blueprint-flyte")
-    wrong = health.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", {"data": {"flyte.yml": "x", "empty.yaml": " "}})
+    wrong = health_checks.check_blueprint_configmap("authentik", "authentik-blueprint-flyte", {"data": {"flyte.yml": "x", "empty.yaml": " "}})
     assert wrong["status"] == FAIL and "keys: empty.yaml, flyte.yml" in wrong["message"]
 
 
@@ -306,7 +307,7 @@ API = "https://auth.example.com/api/v3"
 
 
 def test_blueprint_instance_skipped_without_a_token():
-    assert health.check_blueprint_instance("homelab-flyte-oidc", API, None)["status"] == SKIPPED
+    assert health_checks.check_blueprint_instance("homelab-flyte-oidc", API, None)["status"] == SKIPPED
 
 
 @pytest.mark.parametrize("answer, status, message", [
@@ -320,38 +321,38 @@ def test_blueprint_instance_skipped_without_a_token():
     (http(error="[Errno 111] Connection refused"), FAIL, "GET https://auth.example.com/api/v3/managed/blueprints/?name=homelab-flyte-oidc failed"),
 ])
 def test_blueprint_instance(answer, status, message):
-    got = health.check_blueprint_instance("homelab-flyte-oidc", API, answer)
+    got = health_checks.check_blueprint_instance("homelab-flyte-oidc", API, answer)
     assert got["status"] == status and got["message"].startswith(message), got
     assert (got["hint"] == "") == (status == OK)
 
 
 def test_blueprint_instance_in_error_points_at_the_worker_log():
-    got = health.check_blueprint_instance("homelab-flyte-oidc", API, http(200, {"results": [{"status": "error"}]}))
+    got = health_checks.check_blueprint_instance("homelab-flyte-oidc", API, http(200, {"results": [{"status": "error"}]}))
     assert got["hint"].startswith("kubectl -n authentik logs deployment/authentik-worker")
 
 
 # --- routes --------------------------------------------------------------------------------------
 
 def test_route_accepted():
-    got = health.check_route("HTTPRoute", NS, "flyte", route())
+    got = health_checks.check_route("HTTPRoute", NS, "flyte", route())
     assert got["status"] == OK and got["message"] == "HTTPRoute flyte: gateway-system/platform-gateway#https: Accepted, ResolvedRefs"
 
 
 def test_route_missing():
-    got = health.check_route("GRPCRoute", NS, "flyte", None)
+    got = health_checks.check_route("GRPCRoute", NS, "flyte", None)
     assert got["name"] == "grpc_route" and got["status"] == FAIL and got["message"] == "no GRPCRoute flyte-system/flyte"
     assert got["hint"].startswith("kubectl -n flyte-system get grpcroute flyte -o yaml")
 
 
 def test_route_without_any_status_is_only_a_warning():
-    got = health.check_route("HTTPRoute", NS, "flyte", route(status=False))
+    got = health_checks.check_route("HTTPRoute", NS, "flyte", route(status=False))
     assert got["status"] == WARN and "no gateway controller reports a status" in got["message"]
     assert got["hint"].startswith("kubectl -n flyte-system get httproute flyte -o yaml")
 
 
 def test_route_refused_by_a_parent_fails_naming_it():
     other = {"name": "internal", "namespace": "gateway-system"}
-    got = health.check_route("HTTPRoute", NS, "flyte", route(refs=(PARENT, other), parents=[
+    got = health_checks.check_route("HTTPRoute", NS, "flyte", route(refs=(PARENT, other), parents=[
         accepted(PARENT), accepted(other, accepted_status="False", message="no listener admits the namespace")]))
     assert got["status"] == FAIL
     assert ("gateway-system/internal: Accepted False (NotAllowedByListeners: no listener admits the namespace)") in got["message"]
@@ -360,33 +361,33 @@ def test_route_refused_by_a_parent_fails_naming_it():
 
 
 def test_route_unresolved_backend_fails():
-    got = health.check_route("GRPCRoute", NS, "flyte", route(parents=[accepted(PARENT, resolved_status="False")]))
+    got = health_checks.check_route("GRPCRoute", NS, "flyte", route(parents=[accepted(PARENT, resolved_status="False")]))
     assert got["status"] == FAIL and "ResolvedRefs False (BackendNotFound: backend)" in got["message"]
 
 
 def test_route_status_of_an_older_generation_or_incomplete_is_a_warning():
-    assert health.check_route("HTTPRoute", NS, "flyte", route(generation=2, parents=[accepted(PARENT, 1)]))["status"] == WARN
-    assert health.check_route("HTTPRoute", NS, "flyte", route(parents=[accepted(PARENT, resolved=False)]))["status"] == WARN
+    assert health_checks.check_route("HTTPRoute", NS, "flyte", route(generation=2, parents=[accepted(PARENT, 1)]))["status"] == WARN
+    assert health_checks.check_route("HTTPRoute", NS, "flyte", route(parents=[accepted(PARENT, resolved=False)]))["status"] == WARN
     unrelated = accepted({"name": "elsewhere", "namespace": "x"})
-    got = health.check_route("HTTPRoute", NS, "flyte", route(parents=[unrelated]))
+    got = health_checks.check_route("HTTPRoute", NS, "flyte", route(parents=[unrelated]))
     assert got["status"] == WARN and "gateway-system/platform-gateway#https: no status reported" in got["message"]
 
 
 def test_route_parent_in_the_route_namespace_matches_without_namespace():
     ref = {"name": "gw"}
     reported = accepted({"name": "gw", "namespace": NS, "group": "gateway.networking.k8s.io", "kind": "Gateway"})
-    assert health.check_route("HTTPRoute", NS, "flyte", route(refs=(ref,), parents=[reported]))["status"] == OK
+    assert health_checks.check_route("HTTPRoute", NS, "flyte", route(refs=(ref,), parents=[reported]))["status"] == OK
 
 
 # --- FlyteAdmin ----------------------------------------------------------------------------------
 
 def test_admin_auth_config_ok():
-    got = health.check_admin_auth_config(NS, "flyte-admin-base-config", server_yaml(), ISSUER)
+    got = health_checks.check_admin_auth_config(NS, "flyte-admin-base-config", server_yaml(), ISSUER)
     assert got["status"] == OK and got["message"] == f"useAuth true, authServerType External, issuer {ISSUER}"
 
 
 def test_admin_auth_config_without_expected_issuer_says_so():
-    got = health.check_admin_auth_config(NS, "flyte-admin-base-config", server_yaml(), None)
+    got = health_checks.check_admin_auth_config(NS, "flyte-admin-base-config", server_yaml(), None)
     assert got["status"] == OK and got["message"].endswith("(not compared: no expected issuer given)")
 
 
@@ -403,7 +404,7 @@ def test_admin_auth_config_without_expected_issuer_says_so():
     (server_yaml(external="https://old.example.com/"), 'auth.appAuth.externalAuthServer.baseUrl is "https://old.example.com/"'),
 ])
 def test_admin_auth_config_failures(configmap, message):
-    got = health.check_admin_auth_config(NS, "flyte-admin-base-config", configmap, ISSUER)
+    got = health_checks.check_admin_auth_config(NS, "flyte-admin-base-config", configmap, ISSUER)
     assert got["status"] == FAIL and got["message"].startswith(message), got["message"]
     if configmap is not None:
         assert got["hint"].startswith('kubectl -n flyte-system get configmap flyte-admin-base-config -o yaml | grep -A 20 "auth:"')
@@ -419,7 +420,7 @@ REFUSED = ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
 
 
 def test_admin_healthcheck_ok():
-    got = health.check_admin_healthcheck(PROXY, http(200, ""), NS, "flyteadmin")
+    got = health_checks.check_admin_healthcheck(PROXY, http(200, ""), NS, "flyteadmin")
     assert got["status"] == OK and got["message"] == f"GET {PROXY} answered HTTP 200"
 
 
@@ -432,7 +433,7 @@ def test_admin_healthcheck_ok():
     (http(error="ReadTimeoutError: read timed out"), f"GET {PROXY} failed: ReadTimeoutError: read timed out"),
 ])
 def test_admin_healthcheck_failures(answer, message):
-    got = health.check_admin_healthcheck(PROXY, answer, NS, "flyteadmin")
+    got = health_checks.check_admin_healthcheck(PROXY, answer, NS, "flyteadmin")
     assert got["status"] == FAIL and got["message"] == message
     assert got["hint"] == ("kubectl -n flyte-system get endpointslices -l kubernetes.io/service-name=flyteadmin; "
                            "kubectl -n flyte-system logs deployment/flyteadmin --tail=50")
@@ -443,8 +444,8 @@ DISCOVERY = {"issuer": ISSUER, "authorization_endpoint": "https://auth.example.c
 
 
 def test_discovery_url():
-    assert health.discovery_url(ISSUER) == "https://auth.example.com/application/o/flyte/.well-known/openid-configuration"
-    assert health.discovery_url("https://idp.example.com") == "https://idp.example.com/.well-known/openid-configuration"
+    assert health_checks.discovery_url(ISSUER) == "https://auth.example.com/application/o/flyte/.well-known/openid-configuration"
+    assert health_checks.discovery_url("https://idp.example.com") == "https://idp.example.com/.well-known/openid-configuration"
 
 
 @pytest.mark.parametrize("answer, status, message", [
@@ -457,12 +458,12 @@ def test_discovery_url():
     (http(error="[Errno -2] Name or service not known"), FAIL, f"GET {ISSUER}.well-known/openid-configuration failed: [Errno -2]"),
 ])
 def test_oidc_discovery(answer, status, message):
-    got = health.check_oidc_discovery(ISSUER, answer)
+    got = health_checks.check_oidc_discovery(ISSUER, answer)
     assert got["status"] == status and got["message"].startswith(message), got["message"]
 
 
 def test_oidc_discovery_without_issuer_is_skipped():
-    assert health.check_oidc_discovery(None, None)["status"] == SKIPPED
+    assert health_checks.check_oidc_discovery(None, None)["status"] == SKIPPED
 
 
 # --- rounds, time bounds, the wait loop, the summary -------------------------------------------
@@ -471,7 +472,7 @@ def fixed(name, status="ok", delay=0.0):
     def run(_reader):
         if delay:
             time.sleep(delay)
-        return health.result(name, status, f"{name} is {status}")
+        return health_checks.result(name, status, f"{name} is {status}")
     return health.Check(name, run)
 
 
@@ -489,7 +490,7 @@ def test_a_check_past_its_bound_fails_and_does_not_hold_the_others():
 
     def hang(_reader):
         release.wait(10)
-        return health.result("slow", OK, "late")
+        return health_checks.result("slow", OK, "late")
     started = time.monotonic()
     results = health.run_checks([health.Check("slow", hang), fixed("quick")], reader=None, check_timeout=0.2)
     assert time.monotonic() - started < 1.0
@@ -505,11 +506,11 @@ def test_a_crashing_check_is_that_checks_failure():
         raise KeyError("status")
 
     def forbidden(_reader):
-        raise health.ReadError("the API server forbids GET /api/v1/namespaces/x/pods", "give the credentials get")
+        raise health_reader.ReadError("the API server forbids GET /api/v1/namespaces/x/pods", "give the credentials get")
     crashed, read, ok = health.run_checks([health.Check("boom", boom), health.Check("forbidden", forbidden), fixed("fine")], None, 2)
     assert crashed["status"] == FAIL and crashed["message"] == "the check itself failed: KeyError: 'status'"
     assert "traceback" in crashed["details"]
-    assert read == dict(health.result("forbidden", FAIL, "the API server forbids GET /api/v1/namespaces/x/pods", "give the credentials get"),
+    assert read == dict(health_checks.result("forbidden", FAIL, "the API server forbids GET /api/v1/namespaces/x/pods", "give the credentials get"),
                         duration=read["duration"])
     assert ok["status"] == OK
 
@@ -562,7 +563,7 @@ def test_without_wait_one_round():
 
 
 def r(name, status):
-    return health.result(name, status, "m")
+    return health_checks.result(name, status, "m")
 
 
 @pytest.mark.parametrize("statuses, summary", [
@@ -578,8 +579,8 @@ def test_summary(statuses, summary):
 
 
 def test_failure_message_lists_each_failure_with_its_hint():
-    results = [health.result("flyteadmin_pods", FAIL, "no running pods", "kubectl get deploy"), r("x", OK),
-               health.result("database_cluster", FAIL, "phase x", "")]
+    results = [health_checks.result("flyteadmin_pods", FAIL, "no running pods", "kubectl get deploy"), r("x", OK),
+               health_checks.result("database_cluster", FAIL, "phase x", "")]
     assert health.failure_message(results, "unhealthy: 2 of 3 checks failed (flyteadmin_pods, database_cluster)") == (
         "unhealthy: 2 of 3 checks failed (flyteadmin_pods, database_cluster).\n"
         "flyteadmin_pods: no running pods. Hint: kubectl get deploy\n"
@@ -588,7 +589,7 @@ def test_failure_message_lists_each_failure_with_its_hint():
 
 def test_result_refuses_an_unknown_status():
     with pytest.raises(ValueError):
-        health.result("x", "broken", "m")
+        health_checks.result("x", "broken", "m")
 
 
 # --- parameters ----------------------------------------------------------------------------------
@@ -601,9 +602,9 @@ def params(**given):
 
 def test_defaults():
     p = params()
-    assert p["namespace"] == "flyte-system" and p["components"] == health.COMPONENTS
+    assert p["namespace"] == "flyte-system" and p["components"] == health_checks.COMPONENTS
     assert p["database"]["cluster_name"] == "flyte-postgres" and p["database"]["user"] == "flyte" and p["database"]["name"] == "flyteadmin"
-    assert p["secrets"]["backend"] == "onepassword_operator" and p["secrets"]["keys"] == health.SECRET_KEYS
+    assert p["secrets"]["backend"] == "onepassword_operator" and p["secrets"]["keys"] == health_checks.SECRET_KEYS
     assert p["authentik"]["blueprint_configmap"] == "authentik-blueprint-flyte" and p["admin"]["port"] == "http"
     assert p["check_timeout"] == 10 and p["wait"] is False and p["fail_on_unhealthy"] is True
     assert health.validate_params(p) == []
@@ -634,14 +635,14 @@ def test_validation(given, problem):
 
 
 def test_check_names_follow_the_components():
-    assert health.check_names(["flyteadmin", "flytepropeller"])[:3] == ["flyteadmin_pods", "flytepropeller_pods", "volume_claims"]
+    assert health_checks.check_names(["flyteadmin", "flytepropeller"])[:3] == ["flyteadmin_pods", "flytepropeller_pods", "volume_claims"]
     assert params(components=["a"], checks=["a_pods"])["checks"] == ["a_pods"]
     assert health.validate_params(params(components=["a"], checks=["a_pods"])) == []
 
 
 def test_selection_and_backend_skip():
     names = [c.name for c in health.plan(params())]
-    assert names == health.check_names(health.COMPONENTS)
+    assert names == health_checks.check_names(health_checks.COMPONENTS)
     plan = {c.name: c for c in health.plan(params(checks=["flyteadmin_pods", "onepassword_item"], secrets={"backend": "inline"}))}
     assert plan["flyteadmin_pods"].skip is None
     assert plan["onepassword_item"].skip == "the secrets backend is inline, not onepassword_operator"
@@ -708,7 +709,7 @@ def login_document(role=True, login=True, password=True, connect=True, expired=F
 def healthy_reader(**overrides):
     primary = {"metadata": {"name": "flyte-postgres-1"}, "status": {"phase": "Running"},
                "spec": {"containers": [{"name": "postgres"}]}}
-    lists = {("pods", NS, f"app.kubernetes.io/name={c}"): [pod(f"{c}-1")] for c in health.COMPONENTS}
+    lists = {("pods", NS, f"app.kubernetes.io/name={c}"): [pod(f"{c}-1")] for c in health_checks.COMPONENTS}
     lists[("pods", NS, "cnpg.io/cluster=flyte-postgres,cnpg.io/instanceRole=primary")] = [primary]
     lists[("persistentvolumeclaims", NS, None)] = [{"metadata": {"name": "flyte-postgres-1"}, "status": {"phase": "Bound"}}]
     objects = {
@@ -719,9 +720,9 @@ def healthy_reader(**overrides):
         ("httproutes", NS, "flyte"): route(),
         ("grpcroutes", NS, "flyte"): route("GRPCRoute"),
     }
-    answers = {health.discovery_url(ISSUER): http(200, DISCOVERY),
+    answers = {health_checks.discovery_url(ISSUER): http(200, DISCOVERY),
                f"{API}/managed/blueprints/?name=homelab-flyte-oidc": http(200, {"results": [{"status": "successful"}]})}
-    reader = FakeReader(objects, lists, secret=sorted(health.SECRET_KEYS), http_answers=answers, proxy=http(200, "ok"),
+    reader = FakeReader(objects, lists, secret=sorted(health_checks.SECRET_KEYS), http_answers=answers, proxy=http(200, "ok"),
                         exec_result=login_document())
     for key, value in overrides.items():
         setattr(reader, key, value)
@@ -735,7 +736,7 @@ def run_plan(reader, **given):
 def test_plan_over_a_healthy_deployment():
     reader = healthy_reader()
     results = run_plan(reader, authentik={"url": "https://auth.example.com", "api_token": "t0ken"})
-    assert {r["name"]: r["status"] for r in results} == {n: OK for n in health.check_names(health.COMPONENTS)}
+    assert {r["name"]: r["status"] for r in results} == {n: OK for n in health_checks.check_names(health_checks.COMPONENTS)}
     assert [c[:4] for c in reader.calls if c[0] == "exec"] == [("exec", NS, "flyte-postgres-1", "postgres")]
     assert ("proxy", NS, "flyteadmin", "http", "healthcheck") in reader.calls
     assert ("http", f"{API}/managed/blueprints/?name=homelab-flyte-oidc", "Bearer t0ken") in reader.calls
@@ -764,7 +765,7 @@ def test_plan_without_a_primary_pod_or_with_a_refused_exec():
     assert got["status"] == FAIL and got["message"].startswith("cannot exec into flyte-postgres-1")
 
 
-FIXED_INDEX = {name: i for i, name in enumerate(health.check_names(health.COMPONENTS))}
+FIXED_INDEX = {name: i for i, name in enumerate(health_checks.check_names(health_checks.COMPONENTS))}
 
 
 def exec_argv(reader):
@@ -878,7 +879,7 @@ class FakeApi:
 
 def test_reader_reads_once_per_round_even_when_checks_ask_at_once():
     api = FakeApi({"/api/v1/namespaces/ns/configmaps/cm": {"data": {"a": "b"}}}, delay=0.2)
-    reader = health.Reader(api, request_timeout=3)
+    reader = health_reader.Reader(api, request_timeout=3)
     got = []
     threads = [threading.Thread(target=lambda: got.append(reader.get("v1", "configmaps", "ns", "cm"))) for unused in range(4)]
     for t in threads:
@@ -897,13 +898,13 @@ def test_reader_absent_object_is_none_but_an_unknown_resource_type_is_an_error()
             404, '{"kind":"Status","message":"the server could not find the requested resource","reason":"NotFound","code":404}'),
         "/api/v1/namespaces/ns/pods": api_error(403, '{"kind":"Status","message":"pods is forbidden: User \\"u\\" cannot list"}'),
     })
-    reader = health.Reader(api)
+    reader = health_reader.Reader(api)
     assert reader.get("postgresql.cnpg.io/v1", "clusters", "ns", "c") is None
-    with pytest.raises(health.ReadError) as unknown:
+    with pytest.raises(health_reader.ReadError) as unknown:
         reader.get("onepassword.com/v1", "onepassworditems", "ns", "i")
     assert str(unknown.value).startswith("the API server does not serve /apis/onepassword.com/v1/namespaces/ns/onepassworditems")
     assert "CRD" in unknown.value.hint
-    with pytest.raises(health.ReadError) as forbidden:
+    with pytest.raises(health_reader.ReadError) as forbidden:
         reader.list("v1", "pods", "ns", "app.kubernetes.io/name=x")
     assert str(forbidden.value) == 'the API server forbids GET /api/v1/namespaces/ns/pods: pods is forbidden: User "u" cannot list'
     assert api.calls[-1][1] == (("labelSelector", "app.kubernetes.io/name=x"),)
@@ -911,16 +912,16 @@ def test_reader_absent_object_is_none_but_an_unknown_resource_type_is_an_error()
 
 def test_reader_keeps_only_the_names_of_a_secrets_keys():
     api = FakeApi({"/api/v1/namespaces/ns/secrets/s": {"data": {"password": "c2VjcmV0", "username": "Zmx5dGU=", "empty": ""}}})
-    reader = health.Reader(api)
+    reader = health_reader.Reader(api)
     assert reader.secret_keys("ns", "s") == ["password", "username"]
     assert not any("c2VjcmV0" in repr(v) for v in reader._cache.values())
 
 
 def test_reader_proxy_get_reports_the_api_servers_answer():
     api = FakeApi({"/api/v1/namespaces/ns/services/flyteadmin:http/proxy/healthcheck": api_error(503, NO_ENDPOINTS)})
-    assert health.Reader(api).proxy_get("ns", "flyteadmin", "http", "/healthcheck") == {"status": 503, "body": NO_ENDPOINTS}
+    assert health_reader.Reader(api).proxy_get("ns", "flyteadmin", "http", "/healthcheck") == {"status": 503, "body": NO_ENDPOINTS}
     api = FakeApi({"/api/v1/namespaces/ns/services/flyteadmin:http/proxy/healthcheck": {"status": "ok"}})
-    assert health.Reader(api).proxy_get("ns", "flyteadmin", "http", "healthcheck") == {"status": 200, "body": '{"status": "ok"}'}
+    assert health_reader.Reader(api).proxy_get("ns", "flyteadmin", "http", "healthcheck") == {"status": 200, "body": '{"status": "ok"}'}
 
 
 def test_reader_http_get_turns_every_outcome_into_an_answer():
@@ -941,7 +942,7 @@ def test_reader_http_get_turns_every_outcome_into_an_answer():
         if url.endswith("/missing"):
             raise HTTPError(url, 404, "Not Found", {}, BytesIO(b'{"detail": "Not found."}'))
         raise URLError(ConnectionRefusedError(111, "Connection refused"))
-    reader = health.Reader(None, request_timeout=4, open_url=opener)
+    reader = health_reader.Reader(None, request_timeout=4, open_url=opener)
     assert reader.http_get("https://a/ok", validate_certs=False) == {"status": 200, "body": '{"issuer": "x"}'}
     assert reader.http_get("https://a/missing", validate_certs=False) == {"status": 404, "body": '{"detail": "Not found."}'}
     assert reader.http_get("https://a/down", validate_certs=False) == {"error": "[Errno 111] Connection refused"}

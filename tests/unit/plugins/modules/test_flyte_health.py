@@ -1,5 +1,5 @@
 """The flyte_health module: argument handling, fail or exit with the results, check mode, secrecy; the checks
-themselves are replaced (module_utils/health.py has their own tests)."""
+themselves are replaced (module_utils/health.py, health_checks.py and health_reader.py have their own tests)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.homelab.flyte.tests.unit.plugins.modules.module_exits import ModuleExit as Exit, ModuleFail as Fail
 
-from ansible_collections.homelab.flyte.plugins.module_utils import health
+from ansible_collections.homelab.flyte.plugins.module_utils import health, health_checks
 from ansible_collections.homelab.flyte.plugins.modules import flyte_health
 
 
@@ -22,10 +22,10 @@ def outcome(*results, attempts=1):
             "attempts": attempts, "elapsed": 0.1}
 
 
-HEALTHY = outcome(health.result("flyteadmin_pods", "ok", "1/1 pods ready"), health.result("admin_healthcheck", "skipped", "x"))
-UNHEALTHY = outcome(health.result("flytepropeller_pods", "fail", "no running pods", "kubectl -n flyte-system get deployment flytepropeller"),
-                    health.result("database_cluster", "fail", 'phase "Setting up primary"', "kubectl -n flyte-system get cluster flyte-postgres"),
-                    health.result("http_route", "warn", "no status", "kubectl get httproute"))
+HEALTHY = outcome(health_checks.result("flyteadmin_pods", "ok", "1/1 pods ready"), health_checks.result("admin_healthcheck", "skipped", "x"))
+UNHEALTHY = outcome(health_checks.result("flytepropeller_pods", "fail", "no running pods", "kubectl -n flyte-system get deployment flytepropeller"),
+                    health_checks.result("database_cluster", "fail", 'phase "Setting up primary"', "kubectl -n flyte-system get cluster flyte-postgres"),
+                    health_checks.result("http_route", "warn", "no status", "kubectl get httproute"))
 
 
 def run_module(args, result=None, check=False):
