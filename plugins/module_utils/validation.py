@@ -29,6 +29,10 @@ _IMAGE = re.compile(rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPO
 _LABEL_NAME = r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
 _LABEL_VALUE = re.compile(rf"^(?:{_LABEL_NAME})?$")
+# The keys of a Secret's or ConfigMap's data (apimachinery validation.IsConfigMapKey, hasChDirPrefix).
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# S3 bucket names as AWS and S3-compatible servers (versitygw) accept them for new buckets.
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SELECTOR_REQUIREMENT = re.compile(r"^\s*(?:(!)\s*(?P<absent>[^\s=!(),<>]+)|(?P<key>[^\s=!(),<>]+)\s*"
                                    r"(?:(?P<op>==|=|!=)\s*(?P<value>[^\s=!(),<>]*)|(?P<cmp>[<>])\s*(?P<number>[^\s=!(),<>]*)"
                                    r"|(?P<set>in|notin)\s*\((?P<values>[^()]*)\))?)\s*$")
@@ -42,6 +46,13 @@ EXPECTED = {
     "http_url": "an absolute http:// or https:// URL with a host (e.g. https://auth.example.com)",
     "label_selector": "a Kubernetes label selector such as app.kubernetes.io/name=authentik,app.kubernetes.io/component=worker",
     "image_reference": "a container image reference: [registry[:port]/]lowercase/path[:tag][@digest] (e.g. docker.io/versity/versitygw:v1.8.0)",
+    "qualified_name": "a Kubernetes qualified name: [DNS subdomain prefix/]name, the name at most 63 letters, digits, '-', '_' "
+                      "and '.', starting and ending with a letter or digit (e.g. memory, example.com/gpu)",
+    "s3_bucket": "an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', starting and ending with a letter or "
+                 "digit, no '..' (e.g. flyte-data)",
+    "secret_key": "a Secret key: at most 253 letters, digits, '-', '_' and '.', not '.' and not starting with '..' "
+                  "(e.g. AWS_ACCESS_KEY_ID)",
+    "s3_url": "an S3 URL s3://<bucket>[/<path>] without whitespace (e.g. s3://backups/flyte)",
 }
 
 
@@ -96,6 +107,27 @@ def is_label_key(value) -> bool:
 
 def is_label_value(value) -> bool:
     return isinstance(value, str) and bool(_LABEL_VALUE.fullmatch(value))
+
+
+def is_qualified_name(value) -> bool:
+    """A label key, or a resource name of a container's requests and limits (apimachinery IsQualifiedName)."""
+    return is_label_key(value)
+
+
+def is_secret_key(value) -> bool:
+    return (isinstance(value, str) and len(value) <= 253 and bool(_SECRET_KEY.fullmatch(value))
+            and value != "." and not value.startswith(".."))
+
+
+def is_s3_bucket(value) -> bool:
+    return isinstance(value, str) and bool(_S3_BUCKET.fullmatch(value)) and ".." not in value
+
+
+def is_s3_url(value) -> bool:
+    """s3://<bucket>[/<path>]: a bucket that is_s3_bucket accepts, and a path without whitespace."""
+    if not isinstance(value, str) or not value.startswith("s3://") or any(c.isspace() for c in value):
+        return False
+    return is_s3_bucket(value[len("s3://"):].split("/", 1)[0])
 
 
 def is_label_selector(value) -> bool:

@@ -1,6 +1,7 @@
 # Copyright: homelab.flyte contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Jinja tests for the roles' preflight: dns_label, dns_subdomain, hostname, k8s_quantity, http_url, image_reference, label_selector."""
+"""Jinja tests for the roles' preflight: dns_label, dns_subdomain, hostname, k8s_quantity, http_url, image_reference, label_selector,
+qualified_name, s3_bucket, s3_url, secret_key."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from ansible_collections.homelab.flyte.plugins.module_utils.validation import (
     is_image_reference,
     is_k8s_quantity,
     is_label_selector,
+    is_qualified_name,
+    is_s3_bucket,
+    is_s3_url,
+    is_secret_key,
 )
 
 
@@ -25,4 +30,8 @@ class TestModule:
             "http_url": is_http_url,
             "image_reference": is_image_reference,
             "label_selector": is_label_selector,
+            "qualified_name": is_qualified_name,
+            "s3_bucket": is_s3_bucket,
+            "s3_url": is_s3_url,
+            "secret_key": is_secret_key,
         }

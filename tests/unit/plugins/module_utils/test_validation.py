@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.homelab.flyte.plugins.module_utils.validation import is_image_reference, is_label_selector
+from ansible_collections.homelab.flyte.plugins.module_utils.validation import (
+    is_image_reference,
+    is_label_selector,
+    is_qualified_name,
+    is_s3_bucket,
+    is_s3_url,
+    is_secret_key,
+)
 
 
 @pytest.mark.parametrize("image", [
@@ -47,6 +54,42 @@ def test_no_format_check_accepts_a_trailing_newline():
     for check, value in [(validation.is_dns_label, "flyte-system"), (validation.is_dns_subdomain, "flyte.example"),
                          (validation.is_hostname, "flyte.example.com"), (validation.is_k8s_quantity, "20Gi"),
                          (validation.is_image_reference, "busybox"), (validation.is_label_key, "app"),
-                         (validation.is_label_value, "worker")]:
+                         (validation.is_label_value, "worker"), (validation.is_s3_bucket, "flyte-data"),
+                         (validation.is_s3_url, "s3://backups/flyte"), (validation.is_secret_key, "tls.crt"), (validation.is_qualified_name, "memory")]:
         assert check(value), check.__name__
         assert not check(value + "\n"), check.__name__
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("memory", True), ("cpu", True), ("example.com/gpu", True), ("hugepages-2Mi", True), ("a" * 63, True),
+    ("a" * 64, False), ("Memory Limit", False), ("-cpu", False), ("example.com/", False), ("Example.com/gpu", False),
+    ("a/b/c", False), ("", False), (5, False),
+])
+def test_qualified_names(value, expected):
+    assert is_qualified_name(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("flyte-data", True), ("abc", True), ("my.bucket.1", True), ("a" * 63, True),
+    ("ab", False), ("a" * 64, False), ("Flyte-data", False), ("flyte_data", False), ("-flyte", False), ("flyte-", False),
+    ("a..b", False), ("", False), (None, False),
+])
+def test_s3_bucket_names(value, expected):
+    assert is_s3_bucket(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("s3://backups", True), ("s3://backups/", True), ("s3://backups/flyte/cnpg", True),
+    ("https://backups/flyte", False), ("s3://", False), ("s3://Backups/flyte", False), ("s3://backups/a b", False),
+    ("s3://a..b/x", False), ("S3://backups", False), (["s3://backups"], False),
+])
+def test_s3_urls(value, expected):
+    assert is_s3_url(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("AWS_ACCESS_KEY_ID", True), ("oidc-client-secret", True), ("tls.crt", True), (".dotfile", True), ("a" * 253, True),
+    ("a" * 254, False), (".", False), ("..", False), ("..data", False), ("a/b", False), ("a b", False), ("", False), (None, False),
+])
+def test_secret_keys(value, expected):
+    assert is_secret_key(value) is expected
