@@ -197,7 +197,7 @@ def variables(namespace: str, flyte_namespace: str, item: dict, **extra) -> dict
     # Nothing answers at auth.example.com: the tests that serve a FakeAuthentik turn the wait for the issuer on.
     return {"secrets_backend": "inline", "secrets_namespace": flyte_namespace, "secrets_inline": item,
             "authentik_namespace": namespace, "authentik_url": "https://auth.example.com",
-            "authentik_flyte_hostname": "flyte.example.com", "authentik_issuer_wait": False, **extra}
+            "homelab_flyte_hostname": "flyte.example.com", "authentik_issuer_wait": False, **extra}
 
 
 def with_fake(authentik: FakeAuthentik, **extra) -> dict:
@@ -298,12 +298,14 @@ def test_check_mode_before_the_secrets_exist_says_what_it_cannot_compare(core, n
 # --- preflight -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("variable", "value"), [
-    ("authentik_flyte_hostname", None),
-    ("authentik_flyte_hostname", "https://flyte.example.com"),
-    ("authentik_flyte_hostname", "flyte"),
+    ("homelab_flyte_hostname", None),
+    ("homelab_flyte_hostname", "https://flyte.example.com"),
+    ("homelab_flyte_hostname", "flyte"),
+    # The role's own host name variable before 0.2.0: refused, so that a stale inventory says what to rename.
+    ("authentik_flyte_hostname", "flyte.example.com"),
     ("authentik_url", None),
     ("authentik_url", "auth.example.com"),
-], ids=["hostname-missing", "hostname-url", "hostname-single-label", "url-missing", "url-without-scheme"])
+], ids=["hostname-missing", "hostname-url", "hostname-single-label", "hostname-old-name", "url-missing", "url-without-scheme"])
 def test_preflight_names_the_bad_variable_and_writes_nothing(core, namespace, flyte_namespace, item, variable, value):
     extra = variables(namespace, flyte_namespace, item)
     if value is None:
@@ -426,7 +428,7 @@ SITE_ROLES = ["secrets", "storage", "database", "authentik", "flyte"]
 
 def site_vars(authentik: FakeAuthentik, authentik_namespace: str, flyte_namespace: str, item: dict, **extra) -> dict:
     return {**variables(authentik_namespace, flyte_namespace, item, **with_fake(authentik)),
-            "test_roles": SITE_ROLES, "flyte_namespace": flyte_namespace, "networking_hostname": "flyte.example.com",
+            "test_roles": SITE_ROLES, "flyte_namespace": flyte_namespace, "homelab_flyte_hostname": "flyte.example.com",
             "flyte_chart_source": "local", "flyte_chart_path": str(REPO / "tests/charts/flyte-core"),
             "flyte_helm_timeout": 180, "secrets_wait_timeout": 60, "database_wait_timeout": 120,
             # The FlyteWorkflow CRD is cluster-scoped and owned by one release (see test_flyte_site.py).

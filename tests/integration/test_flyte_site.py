@@ -24,7 +24,7 @@ def site_vars(namespace: str, overrides: dict | None = None, **extra) -> dict:
     overrides = {"flytepropeller": {"createCRDs": False}, **(overrides or {})}
     return {
         "test_roles": SITE_ORDER, "flyte_namespace": namespace,
-        "networking_hostname": "flyte.platform.test",
+        "homelab_flyte_hostname": "flyte.platform.test",
         "networking_parent_refs": [{"name": "platform-gateway", "namespace": "gateway-system", "sectionName": "https"}],
         "authentik_url": "https://authentik.platform.test", "authentik_namespace": f"{namespace}-authentik",
         # Nothing answers at that URL (test_authentik.py tests the wait for the issuer with a test double).
@@ -234,6 +234,22 @@ def test_a_misspelt_flyte_config_key_is_refused_by_the_preflight_before_any_writ
         names = {n.metadata.name for n in core.list_namespace().items}
         assert namespace not in names and f"{namespace}-authentik" not in names
     finally:  # what a run that should have been refused left behind
+        remove_deployment(api, namespace)
+
+
+@pytest.mark.parametrize("old_name", ["networking_hostname", "flyte_hostname", "authentik_flyte_hostname"])
+def test_a_host_name_variable_that_was_renamed_is_refused_before_any_write(api, old_name):
+    """An inventory of before 0.2.0 still names the host by a role's own variable: the role reading it
+    refuses it, names homelab_flyte_hostname, and nothing is written."""
+    namespace = f"it-old-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    try:
+        run = run_playbook(ROLES, extra_vars=site_vars(namespace, **{old_name: "flyte.platform.test"}))
+        assert run.rc != 0, run
+        assert f"{old_name} must be unset (it was renamed homelab_flyte_hostname" in " ".join(run.output.split()), run
+        names = {n.metadata.name for n in core.list_namespace().items}
+        assert namespace not in names and f"{namespace}-authentik" not in names
+    finally:
         remove_deployment(api, namespace)
 
 

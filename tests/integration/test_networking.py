@@ -49,7 +49,7 @@ def role_vars(namespace: str, **extra) -> dict:
     return {
         "test_roles": ["networking"],
         "networking_namespace": namespace,
-        "networking_hostname": HOSTNAME,
+        "homelab_flyte_hostname": HOSTNAME,
         "networking_parent_refs": PARENT_REFS,
         "database_connection": {"cluster_name": "flyte-db"},
         "storage_flyte": {"service": "flyte-s3", "port": 7070,
@@ -221,8 +221,10 @@ def test_check_mode_in_a_namespace_that_does_not_exist_yet(api):
 
 
 @pytest.mark.parametrize(("overrides", "variable"), [
-    pytest.param({"networking_hostname": None}, "networking_hostname", id="missing-hostname"),
-    pytest.param({"networking_hostname": f"https://{HOSTNAME}"}, "networking_hostname", id="hostname-with-scheme"),
+    pytest.param({"homelab_flyte_hostname": None}, "homelab_flyte_hostname", id="missing-hostname"),
+    pytest.param({"homelab_flyte_hostname": f"https://{HOSTNAME}"}, "homelab_flyte_hostname", id="hostname-with-scheme"),
+    # The role's own host name variable before 0.2.0: refused, so that a stale inventory says what to rename.
+    pytest.param({"networking_hostname": HOSTNAME}, "networking_hostname", id="hostname-old-name"),
     pytest.param({"networking_parent_refs": []}, "networking_parent_refs", id="no-parent-refs"),
     pytest.param({"networking_policy_engine": "kubernetes"}, "networking_kube_apiserver_cidrs", id="kubernetes-without-cidrs"),
 ])

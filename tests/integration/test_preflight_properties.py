@@ -46,7 +46,7 @@ NAMESPACE, AUTHENTIK_NAMESPACE = f"pbt-{RUN}", f"pbt-{RUN}-authentik"
 # A valid deployment: what test_render.py renders, with inline secrets (no cluster is read by a render).
 BASELINE = {
     "flyte_namespace": NAMESPACE, "authentik_namespace": AUTHENTIK_NAMESPACE, "authentik_oidc_client_id": "flyte",
-    "authentik_url": "https://authentik.platform.test", "networking_hostname": "flyte.platform.test",
+    "authentik_url": "https://authentik.platform.test", "homelab_flyte_hostname": "flyte.platform.test",
     "networking_parent_refs": [{"name": "platform-gateway", "namespace": "gateway-system", "sectionName": "https"}],
     "flyte_chart_source": "local", "flyte_chart_path": str(REPO / "tests/charts/flyte-core"),
     "flyte_values_overrides": {"flytepropeller": {"createCRDs": False}},
@@ -94,8 +94,9 @@ def argument_specs() -> dict[str, dict]:
     options = {}
     for role in ROLES:
         specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text(encoding="utf-8"))
+        # A variable several roles read (homelab_flyte_hostname) is declared by each of them.
         for name, spec in specs["argument_specs"]["main"]["options"].items():
-            options[name] = dict(spec, role=role)
+            options.setdefault(name, dict(spec, roles=[]))["roles"].append(role)
     return options
 
 
@@ -103,8 +104,8 @@ SPECS = argument_specs()
 
 
 def reached_roles(name: str) -> list[str]:
-    """The variable's role, and every role whose defaults refer to it (flyte_namespace reaches all of them)."""
-    roles = {SPECS[name]["role"]}
+    """The roles declaring the variable, and every role whose defaults refer to it (flyte_namespace reaches all of them)."""
+    roles = set(SPECS[name]["roles"])
     for role in ROLES:
         defaults = (REPO / "roles" / role / "defaults" / "main.yml").read_text(encoding="utf-8")
         if re.search(rf"\b{re.escape(name)}\b", defaults):

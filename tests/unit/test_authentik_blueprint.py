@@ -61,16 +61,16 @@ def schema() -> dict:
 def default_text(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The defaults, with the client id published by the secrets role."""
     return render(tmp_path_factory.mktemp("default"), {
-        "authentik_flyte_hostname": "flyte.example.com",
+        "homelab_flyte_hostname": "flyte.example.com",
         "secrets_flyte": {"oidc_client_id": "flyte-web", "namespace": "flyte-system", "secret_name": "flyte-secrets"},
     })
 
 
 @pytest.fixture(scope="module")
 def custom_text(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Every knob turned; no secrets role, and the host name taken from the networking role's variable."""
+    """Every knob turned; no secrets role, and another host name."""
     return render(tmp_path_factory.mktemp("custom"), {
-        "networking_hostname": "flyte.lab.internal",
+        "homelab_flyte_hostname": "flyte.lab.internal",
         "authentik_application_slug": "flyte-prod",
         "authentik_flytectl_client_id": "pyflyte-cli",
         "authentik_flytectl_redirect_uri": "http://localhost:8089/callback",

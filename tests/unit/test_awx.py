@@ -232,7 +232,9 @@ def test_the_survey_rules_reject_what_awx_rejects(broken, expected):
 
 def test_deploy_survey_matches_the_roles():
     questions = {q["variable"]: q for q in load_survey(AWX_DIR / "surveys" / "deploy.json")["spec"]}
-    assert "networking_hostname" in argument_spec("networking")
+    # The host name question sets the one variable every role that names the host reads.
+    assert "homelab_flyte_hostname" in questions
+    assert all("homelab_flyte_hostname" in argument_spec(role) for role in ("networking", "flyte", "authentik"))
     # The default offered is the flyte role's own default, so an unchanged answer changes nothing.
     assert questions["flyte_chart_version"]["default"] == argument_spec("flyte")["flyte_chart_version"]["default"]
     # Tags and limit are AWX launch prompts, not survey variables.
@@ -486,10 +488,10 @@ def test_a_schedule_that_answers_one_question_is_accepted(playbook):
 def test_launch_answers_are_still_validated():
     template = awx_template("playbooks/site.yml")
     with pytest.raises(AssertionError, match="too small"):
-        awx_launch(template, extra_vars={"networking_hostname": ""})
+        awx_launch(template, extra_vars={"homelab_flyte_hostname": ""})
     with pytest.raises(AssertionError, match="expected to be one of"):
         awx_launch(awx_template("playbooks/teardown.yml"), extra_vars={"awx_teardown_volumes": "erase"})
-    assert awx_launch(template, extra_vars={"networking_hostname": "flyte.example.com"})["networking_hostname"] == "flyte.example.com"
+    assert awx_launch(template, extra_vars={"homelab_flyte_hostname": "flyte.example.com"})["homelab_flyte_hostname"] == "flyte.example.com"
 
 
 @pytest.mark.parametrize("path", SURVEYS, ids=lambda p: p.name)

@@ -64,7 +64,7 @@ RENDER = """\
         mode: "0600"
 """
 FACTS = {
-    "authentik_url": AUTHENTIK, "networking_hostname": "flyte.example.com",
+    "authentik_url": AUTHENTIK, "homelab_flyte_hostname": "flyte.example.com",
     "secrets_flyte": {"oidc_client_id": "flyte", "namespace": "flyte-system", "secret_name": "flyte-secrets"},
     "database_connection": {"host": "flyte-postgres-rw", "port": 5432, "username": "flyte",
                             "databases": {"admin": "flyteadmin", "datacatalog": "datacatalog"},
