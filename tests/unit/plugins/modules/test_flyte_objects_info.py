@@ -60,3 +60,41 @@ def test_other_api_errors_are_not_taken_for_absence():
         raise PermissionError("403 Forbidden")
     with pytest.raises(PermissionError):
         module.look_up(refuses, module.crd_request("clusters.postgresql.cnpg.io"))
+
+
+POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": {"name": "flyteadmin", "labels": {"app.kubernetes.io/managed-by": "homelab.flyte"},
+                       "managedFields": [{"manager": "OpenAPI-Generator"}]}}
+
+
+def lister(items: dict, served: set, seen: list):
+    def list_objects(api_version, kind, namespace, label_selector):
+        seen.append((kind, namespace, label_selector))
+        if (api_version, kind) not in served:
+            raise LookupError("api")
+        return items.get((kind, namespace), [])
+    return list_objects
+
+
+def test_a_list_returns_the_matching_objects_without_managed_fields_and_joins_the_selectors():
+    seen = []
+    list_objects = lister({("NetworkPolicy", "flyte-system"): [POLICY]}, {("networking.k8s.io/v1", "NetworkPolicy")}, seen)
+    entry = module.list_up(list_objects, {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy", "namespace": "flyte-system",
+                                          "label_selectors": ["app.kubernetes.io/managed-by=homelab.flyte", "app.kubernetes.io/part-of=flyte"]})
+    assert seen == [("NetworkPolicy", "flyte-system", "app.kubernetes.io/managed-by=homelab.flyte,app.kubernetes.io/part-of=flyte")]
+    assert entry["api_found"] and [item["metadata"]["name"] for item in entry["items"]] == ["flyteadmin"]
+    assert "managedFields" not in entry["items"][0]["metadata"] and "managedFields" in POLICY["metadata"]
+    assert entry["label_selectors"] == ["app.kubernetes.io/managed-by=homelab.flyte", "app.kubernetes.io/part-of=flyte"]
+
+
+def test_a_kind_that_is_not_served_lists_nothing_and_says_so():
+    entry = module.list_up(lister({}, set(), []), {"api_version": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "namespace": "flyte-system"})
+    assert entry == {"api_version": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "namespace": "flyte-system", "label_selectors": [],
+                     "api_found": False, "items": []}
+
+
+def test_other_list_errors_are_not_taken_for_an_empty_list():
+    def refuses(*_args):
+        raise PermissionError("403 Forbidden")
+    with pytest.raises(PermissionError):
+        module.list_up(refuses, {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy", "namespace": "flyte-system"})
