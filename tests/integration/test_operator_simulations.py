@@ -134,8 +134,12 @@ def test_managed_roles_are_applied_with_their_password_and_reported(api, k8s, po
          "passwordSecret": {"name": "other-credentials"}},
         {"name": f"missing_{other}", "login": True, "passwordSecret": {"name": "no-such-secret"}}])
     wait_for("the managed role to log in", lambda: accepts(postgres, other, "first-pw"))
-    assert postgres.sql("SELECT rolcreatedb, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_authid "
-                        "WHERE rolname = %s", [other]) == [(True, True, "a managed role")]
+    # Upstream's Create (internal/management/controller/roles/postgres.go) runs CREATE ROLE and
+    # COMMENT ON ROLE as two statements, outside one transaction: the comment may land just after
+    # the role can log in, so it is waited for, not read once.
+    wait_for("the managed role's attributes and comment", lambda: postgres.sql(
+        "SELECT rolcreatedb, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_authid "
+        "WHERE rolname = %s", [other]) == [(True, True, "a managed role")])
 
     def reconciled_roles():
         status = cluster_status(k8s, namespace).get("managedRolesStatus") or {}
