@@ -148,6 +148,62 @@ def test_reference_deployment_roles_converge_then_change_nothing(api, k8s, clean
     assert check.rc == 0 and check.changed == 0, check
 
 
+FIELD_MANAGER = "homelab.flyte"
+
+
+def apply_owners(k8s, namespace: str, kind: str, name: str, api_version: str) -> list[tuple[str, str]]:
+    resource = k8s.resources.get(api_version=api_version, kind=kind)
+    live = resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
+    entries = live["metadata"].get("managedFields") or []
+    return sorted((entry["manager"], entry["operation"]) for entry in entries if not entry.get("subresource"))
+
+
+def test_objects_written_before_server_side_apply_are_taken_over_then_left_alone(api, k8s, cleanup):
+    """Releases before server-side apply wrote with client-side patches, so their fields belong to an Update
+    manager, and a user's `kubectl edit` makes another. The first run of this release takes every field it sets,
+    a conflicting value included (force_conflicts), and reports the change; the second run changes nothing."""
+    namespace = fresh_namespace()
+    cleanup.append(namespace)
+    variables = role_vars(namespace, FOUNDATION)
+    assert run_playbook(ROLES, extra_vars=variables).rc == 0
+    kinds = {"Secret": "v1", "PersistentVolumeClaim": "v1", "Service": "v1", "Deployment": "apps/v1", "Job": "batch/v1",
+             "OnePasswordItem": "onepassword.com/v1", "Cluster": "postgresql.cnpg.io/v1", "Database": "postgresql.cnpg.io/v1"}
+    kinds["Namespace"] = "v1"
+    handed_over = []
+    for kind, _, name in sorted(managed_objects(k8s, namespace) | {("Namespace", "", namespace)}):
+        resource = k8s.resources.get(api_version=kinds[kind], kind=kind)
+        live = resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
+        entries = live["metadata"]["managedFields"]
+        ours = [entry for entry in entries if entry["manager"] == FIELD_MANAGER]
+        if not ours:  # written by an operator (the 1Password item's Secret), not by the roles
+            continue
+        # What an earlier release leaves: the same fields, owned through Update by kubernetes.core's client.
+        live["metadata"]["managedFields"] = [entry for entry in entries if entry["manager"] != FIELD_MANAGER] + [
+            {**entry, "manager": "OpenAPI-Generator", "operation": "Update"} for entry in ours]
+        resource.replace(body=live, namespace=namespace if resource.namespaced else None)
+        handed_over.append((kind, name))
+    for expected in [("Namespace", namespace), ("Deployment", "flyte-s3"), ("Cluster", "flyte-postgres")]:
+        assert expected in handed_over, handed_over
+    for kind, name in handed_over:
+        assert (FIELD_MANAGER, "Apply") not in apply_owners(k8s, namespace, kind, name, kinds[kind])
+    # A value someone else changed since: a conflict, which the role must take over, not stop at.
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        "flyte-s3", namespace, {"metadata": {"labels": {"app.kubernetes.io/part-of": "someone-else"}}},
+        field_manager="kubectl-edit")
+
+    upgrade = run_playbook(ROLES, extra_vars=variables)
+    assert upgrade.rc == 0 and upgrade.changed > 0, upgrade
+    # The storage role writes its credentials Secret only when it differs from what the role would write:
+    # unchanged, it stays its earlier writer's.
+    for kind, name in set(handed_over) - {("Secret", "flyte-s3-credentials")}:
+        assert (FIELD_MANAGER, "Apply") in apply_owners(k8s, namespace, kind, name, kinds[kind]), (kind, name)
+    store = client.AppsV1Api(api).read_namespaced_deployment("flyte-s3", namespace)
+    assert store.metadata.labels["app.kubernetes.io/part-of"] == "flyte"
+
+    again = run_playbook(ROLES, extra_vars=variables)
+    assert again.rc == 0 and again.changed == 0, again
+
+
 @pytest.mark.parametrize("backend", ["inline", "onepassword_connect"])
 def test_other_secrets_backends_converge_then_change_nothing(api, cleanup, connect_server, backend):
     server, connect_item = connect_server
