@@ -170,7 +170,7 @@ def test_objects_written_before_server_side_apply_are_taken_over_then_left_alone
              "OnePasswordItem": "onepassword.com/v1", "Cluster": "postgresql.cnpg.io/v1", "Database": "postgresql.cnpg.io/v1"}
     kinds["Namespace"] = "v1"
     handed_over = []
-    for kind, _, name in sorted(managed_objects(k8s, namespace) | {("Namespace", "", namespace)}):
+    for kind, _namespace, name in sorted(managed_objects(k8s, namespace) | {("Namespace", "", namespace)}):
         resource = k8s.resources.get(api_version=kinds[kind], kind=kind)
         live = resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
         entries = live["metadata"]["managedFields"]
