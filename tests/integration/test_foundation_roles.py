@@ -152,9 +152,7 @@ FIELD_MANAGER = "homelab.flyte"
 
 
 def apply_owners(k8s, namespace: str, kind: str, name: str, api_version: str) -> list[tuple[str, str]]:
-    resource = k8s.resources.get(api_version=api_version, kind=kind)
-    live = resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
-    entries = live["metadata"].get("managedFields") or []
+    entries = read(k8s, api_version, kind, name, namespace)["metadata"].get("managedFields") or []
     return sorted((entry["manager"], entry["operation"]) for entry in entries if not entry.get("subresource"))
 
 
@@ -168,11 +166,10 @@ def test_objects_written_before_server_side_apply_are_taken_over_then_left_alone
     assert run_playbook(ROLES, extra_vars=variables).rc == 0
     kinds = {"Secret": "v1", "PersistentVolumeClaim": "v1", "Service": "v1", "Deployment": "apps/v1", "Job": "batch/v1",
              "OnePasswordItem": "onepassword.com/v1", "Cluster": "postgresql.cnpg.io/v1", "Database": "postgresql.cnpg.io/v1"}
-    kinds["Namespace"] = "v1"
     handed_over = []
-    for kind, _namespace, name in sorted(managed_objects(k8s, namespace) | {("Namespace", "", namespace)}):
+    for kind, _namespace, name in sorted(managed_objects(k8s, namespace)):
         resource = k8s.resources.get(api_version=kinds[kind], kind=kind)
-        live = resource.get(name=name, namespace=namespace if resource.namespaced else None).to_dict()
+        live = resource.get(name=name, namespace=namespace).to_dict()
         entries = live["metadata"]["managedFields"]
         ours = [entry for entry in entries if entry["manager"] == FIELD_MANAGER]
         if not ours:  # written by an operator (the 1Password item's Secret), not by the roles
@@ -180,9 +177,9 @@ def test_objects_written_before_server_side_apply_are_taken_over_then_left_alone
         # What an earlier release leaves: the same fields, owned through Update by kubernetes.core's client.
         live["metadata"]["managedFields"] = [entry for entry in entries if entry["manager"] != FIELD_MANAGER] + [
             {**entry, "manager": "OpenAPI-Generator", "operation": "Update"} for entry in ours]
-        resource.replace(body=live, namespace=namespace if resource.namespaced else None)
+        resource.replace(body=live, namespace=namespace)
         handed_over.append((kind, name))
-    for expected in [("Namespace", namespace), ("Deployment", "flyte-s3"), ("Cluster", "flyte-postgres")]:
+    for expected in [("Deployment", "flyte-s3"), ("Cluster", "flyte-postgres")]:
         assert expected in handed_over, handed_over
     for kind, name in handed_over:
         assert (FIELD_MANAGER, "Apply") not in apply_owners(k8s, namespace, kind, name, kinds[kind])
